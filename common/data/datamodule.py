@@ -1,0 +1,182 @@
+"""A LightningDataModule over in-memory uint8 tensors.
+
+Images are decoded once (see :mod:`common.data.sources`), kept in memory as uint8, and served
+through a map-style ``Dataset`` whose ``__getitems__`` returns a whole batch with one indexing
+operation. Because it is an ordinary ``Dataset``/``DataLoader``, Lightning's distributed sampler
+shards it under DDP. After the batch reaches the model's device it becomes float in [0, 1] and,
+while training, is augmented there in one batched operation. Normalisation is *not* done here:
+it is the first layer of every network (:class:`common.models.Normalize`), so attacks, ODIN and
+CAM all work in [0, 1] pixel space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.data.augment import BatchAugment
+from common.data.sources import DatasetNotFoundError, ImageTensors, load_split
+
+
+class TensorImageDataset(Dataset):
+    """Uint8 images and int64 targets; ``__getitems__`` fetches a batch in one indexing call."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        self.images = images
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index], self.targets[index]
+
+
+def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate for :meth:`TensorImageDataset.__getitems__`, which already returns a batch."""
+    return batch
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: subclasses implement :meth:`load` for ``"train"`` and ``"test"``.
+
+    Args:
+        data_dir: root holding ``<name>/<split>/<class>/*`` folders and the tensor caches.
+        batch_size: per-process batch size.
+        val_size: images taken from the training split for validation (seeded, class-agnostic).
+        seed: seed of the train/val split (independent of the training seed).
+        crop_padding: random-crop padding for training batches (0 = no crop).
+        horizontal_flip: random horizontal flips for training batches.
+        num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
+        download: allow torchvision to download when no local copy exists.
+    """
+
+    #: subclasses set these
+    name: str = ""
+    channels: int = 3
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        val_size: int = 5000,
+        seed: int = 0,
+        crop_padding: int = 0,
+        horizontal_flip: bool = False,
+        num_workers: int = 0,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.download = download
+        self.augment = BatchAugment(crop_padding, horizontal_flip)
+        self.splits: dict[str, TensorImageDataset] = {}
+        self.classes: list[str] = []
+
+    # --- what a subclass provides -------------------------------------------------------
+    #: folder name of each split in the image-folder layout
+    split_dirs: dict[str, str] = {"train": "train", "test": "test"}
+
+    def from_torchvision(self, root: Path, train: bool, download: bool) -> ImageTensors:
+        """Read torchvision's own files for this dataset (source 3 of :mod:`sources`)."""
+        raise DatasetNotFoundError(f"torchvision has no loader for {self.name}")
+
+    def select(self, tensors: ImageTensors) -> ImageTensors:
+        """Hook to restrict a loaded split (e.g. to a subset of classes)."""
+        return tensors
+
+    def load(self, split: str) -> ImageTensors:
+        """Return ``"train"`` or ``"test"`` as uint8 tensors (cached on disk by the sources)."""
+        tensors = load_split(
+            self.name,
+            self.split_dirs[split],
+            self.data_dir,
+            self.channels,
+            torchvision_loader=partial(self.from_torchvision, train=split == "train"),
+            download=self.download,
+        )
+        return self.select(tensors)
+
+    # --- what the model needs to know ---------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classes or list(self.default_classes)
+
+    default_classes: tuple[str, ...] = ()
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel (mean, std) of the training images, for the model's Normalize layer."""
+        return self.mean, self.std
+
+    # --- Lightning hooks ----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Runs on one process per node: decodes and caches, so `setup` only reads the cache.
+        for split in ("train", "test"):
+            self.load(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        train, test = self.load("train"), self.load("test")
+        self.classes = train.classes
+        if not 0 <= self.val_size < len(train):
+            raise ValueError(f"val_size={self.val_size} must be in [0, {len(train)})")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
+        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        self.splits = {
+            "train": TensorImageDataset(train.images[train_index], train.targets[train_index]),
+            "val": TensorImageDataset(train.images[val_index], train.targets[val_index]),
+            "test": TensorImageDataset(test.images, test.targets),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_keep_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(
+        self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        images = images.float().div_(255)
+        if self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return images, targets

@@ -1,0 +1,43 @@
+"""Figures the labs save as PNG and log to W&B."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_gradient_norms(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: str | Path, title: str = ""
+) -> Path:
+    """Gradient norm vs layer depth, one panel per model, one line per series.
+
+    ``panels[model][series]`` is a list of ``(layer_depth, norm)`` points, e.g. series
+    ``"weight"`` and ``"bias"`` kept apart (mixing them makes the curve zig-zag), or one series
+    per network depth. The y axis is logarithmic and shared, so panels compare directly.
+    """
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 3.6), sharey=True, squeeze=False
+    )
+    for ax, (model, series) in zip(axes[0], panels.items(), strict=True):
+        for label, points in series.items():
+            depths, norms = zip(*points, strict=True) if points else ((), ())
+            ax.plot(depths, norms, marker="o", markersize=3, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer depth (input → output)")
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("mean gradient L2 norm")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
