@@ -67,8 +67,6 @@ class LabCLI(LightningCLI):
         parser.link_arguments(
             "data.normalization", "model.init_args.normalization", apply_on="instantiate"
         )
-        if "weights_only" in parser.groups.get("__subcommand__", {}) or parser._option_string_actions.get("--weights_only"):  # noqa: E501
-            parser.set_defaults(weights_only=True)
 
     def instantiate_trainer(self, **kwargs):
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -82,6 +80,8 @@ class LabCLI(LightningCLI):
             config["ckpt_path"] = self._resolve_checkpoint(config["ckpt_path"], subcommand)
         if config.get("ckpt_path"):
             _check_checkpoint(config["ckpt_path"])
+        if config.get("weights_only") is None and "weights_only" in config:
+            config["weights_only"] = True
         super()._run_subcommand(subcommand)
 
     def _resolve_checkpoint(self, alias: str, subcommand: str) -> str | None:
@@ -112,14 +112,13 @@ def _check_checkpoint(path: str) -> None:
 
 def main(package: str, args: list[str] | None = None) -> None:
     """Entry point of ``python -m <package>``: LightningCLI subcommands plus ``sweep``."""
-    args = sys.argv[1:] if args is None else args
     if not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")
     torch.set_float32_matmul_precision("high")
-    if args[:1] == ["sweep"]:
+    if (sys.argv[1:] if args is None else args)[:1] == ["sweep"]:
         from common.sweep import run_sweep
 
-        run_sweep(package, args[1:])
+        run_sweep(package, (sys.argv[2:] if args is None else args[1:]))
         return
     try:
         LabCLI(args=args)

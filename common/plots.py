@@ -24,9 +24,14 @@ def plot_gradient_norms(
         1, len(panels), figsize=(4.5 * len(panels), 3.6), sharey=True, squeeze=False
     )
     for ax, (model, series) in zip(axes[0], panels.items(), strict=True):
+        colors: dict[str, str] = {}
         for label, points in series.items():
+            # "depth=8 weight" and "depth=8 bias" share a colour; biases are dashed
+            group = label.rsplit(" ", 1)[0] if " " in label else label
+            color = colors.setdefault(group, f"C{len(colors) % 10}")
             depths, norms = zip(*points, strict=True) if points else ((), ())
-            ax.plot(depths, norms, marker="o", markersize=3, label=label)
+            style = "--" if label.endswith("bias") else "-"
+            ax.plot(depths, norms, style, color=color, marker="o", markersize=3, label=label)
         ax.set_yscale("log")
         ax.set_xlabel("layer depth (input → output)")
         ax.set_title(model)

@@ -56,8 +56,10 @@ class GradientNormMonitor(L.Callback):
                 value = norms.get(f"{prefix}{layer}.{kind}")
                 if value is not None and getattr(module, kind) is not None:
                     self.history[(layer, kind)].append(float(value))
-                    logged[f"grad_norm/{kind}/{layer}"] = value
-        pl_module.log_dict(logged, on_step=True, on_epoch=False)
+                    logged[f"grad_norm/{kind}/{layer}"] = float(value)
+        # straight to the loggers: `self.log` would be thinned again by `log_every_n_steps`
+        for logger in trainer.loggers:
+            logger.log_metrics(logged, step=trainer.global_step)
 
     def mean_norms(self) -> list[dict]:
         """Rows ``{depth, layer, kind, norm}`` with the mean norm over all logged steps."""

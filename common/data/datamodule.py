@@ -62,7 +62,7 @@ class ImageDataModule(L.LightningDataModule):
 
     #: subclasses set these
     name: str = ""
-    channels: int = 3
+    image_shape: tuple[int, int, int] = (3, 32, 32)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
@@ -107,7 +107,7 @@ class ImageDataModule(L.LightningDataModule):
             self.name,
             self.split_dirs[split],
             self.data_dir,
-            self.channels,
+            self.image_shape[0],
             torchvision_loader=partial(self.from_torchvision, train=split == "train"),
             download=self.download,
         )

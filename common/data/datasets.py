@@ -21,7 +21,7 @@ class MNISTDataModule(ImageDataModule):
     """MNIST digits, 1×28×28, classes ``"0"`` … ``"9"``."""
 
     name = "mnist"
-    channels = 1
+    image_shape = (1, 28, 28)
     mean = (0.1307,)
     std = (0.3081,)
     default_classes = tuple(str(d) for d in range(10))
@@ -115,9 +115,8 @@ class FakeDataModule(ImageDataModule):
     ) -> None:
         super().__init__(val_size=val_size, **kwargs)
         self.image_shape = tuple(image_shape)
-        self.channels = self.image_shape[0]
-        self.mean = (0.5,) * self.channels
-        self.std = (0.29,) * self.channels  # std of U(0, 1)
+        self.mean = (0.5,) * self.image_shape[0]
+        self.std = (0.29,) * self.image_shape[0]  # std of U(0, 1)
         self.default_classes = tuple(f"class_{i}" for i in range(num_classes))
         self.sizes = {"train": train_size, "test": test_size}
 

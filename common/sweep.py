@@ -1,0 +1,185 @@
+"""``python -m labN sweep --config configs/labN/sweeps/X.yaml``: a grid of runs → one table.
+
+Each run is an independent ``fit`` then ``test --ckpt_path best`` process of the lab's own CLI,
+in its own run folder, so a failed run is reported in the table and never loses the others, and
+a finished run (same command) is reused when the sweep is started again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentParser, ActionConfigFile
+
+from common.plots import plot_gradient_norms
+
+log = logging.getLogger(__name__)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _newest_metrics(run_dir: Path, column: str) -> list[dict[str, str]]:
+    """Rows of the newest ``version_*/metrics.csv`` under ``run_dir`` that has ``column``."""
+    for path in sorted(run_dir.glob("version_*/metrics.csv"), key=os.path.getmtime, reverse=True):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        if rows and column in rows[0]:
+            return rows
+    return []
+
+
+def _last_value(rows: list[dict[str, str]], column: str) -> float | None:
+    values = [float(r[column]) for r in rows if r.get(column)]
+    return values[-1] if values else None
+
+
+def _grad_norms(run_dir: Path) -> list[dict[str, str]]:
+    paths = sorted(run_dir.glob("version_*/grad_norms.csv"), key=os.path.getmtime)
+    if not paths:
+        return []
+    with open(paths[-1]) as f:
+        return list(csv.DictReader(f))
+
+
+def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[str, Any]:
+    """Fit then test one configuration; returns its metrics or the reason it failed."""
+    done = run_dir / "result.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("args") == args:
+            log.info("reusing %s", done)
+            return saved
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, "-m", package]
+    common = [*args, f"--trainer.default_root_dir={run_dir}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    result: dict[str, Any] = {"args": args}
+    start = time.perf_counter()
+    with open(run_dir / "sweep.log", "w") as out:
+        fit = subprocess.run([*base, "fit", *common], stdout=out, stderr=subprocess.STDOUT, env=env)
+        result["fit_seconds"] = time.perf_counter() - start
+        test = fit.returncode == 0 and subprocess.run(
+            [*base, "test", *common, "--ckpt_path=best"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    if fit.returncode != 0 or test.returncode != 0:
+        lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
+        result["status"] = f"failed: {lines[-1][:160]}"
+        return result
+    fit_rows = _newest_metrics(run_dir, "train/loss")
+    result.update(
+        status="ok",
+        test_acc=_last_value(_newest_metrics(run_dir, "test/acc"), "test/acc"),
+        best_val_acc=max((float(r["val/acc"]) for r in fit_rows if r.get("val/acc")), default=None),
+        final_train_loss=_last_value(fit_rows, "train/loss"),
+        grad_norms=_grad_norms(run_dir),
+    )
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def write_table(
+    path: Path, results: dict[tuple[str, Any], dict], experiments: list[str], values: list,
+    parameter_label: str, header: str,
+) -> None:
+    lines = [header, "", f"Test accuracy (rows: model, columns: {parameter_label}).", ""]
+    lines.append("| model | " + " | ".join(f"{parameter_label} {v}" for v in values) + " |")
+    lines.append("|---|" + "---:|" * len(values))
+    for name in experiments:
+        cells = []
+        for value in values:
+            r = results[(name, value)]
+            cells.append(_fmt(r.get("test_acc")) if r["status"] == "ok" else "failed")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Every run:", "",
+              f"| model | {parameter_label} | test acc | best val acc | final train loss | "
+              "fit wall time (s) | status |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for (name, value), r in results.items():
+        lines.append(
+            f"| {name} | {value} | {_fmt(r.get('test_acc'))} | {_fmt(r.get('best_val_acc'))} | "
+            f"{_fmt(r.get('final_train_loss'))} | {_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def gradient_norm_panels(
+    results: dict[tuple[str, Any], dict], experiments: list[str], values: list, label: str
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """One panel per model; one weight series and one bias series per swept value."""
+    panels: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for name in experiments:
+        series = {}
+        for value in values:
+            rows = results[(name, value)].get("grad_norms") or []
+            for kind in ("weight", "bias"):
+                points = [(int(r["depth"]), float(r["norm"])) for r in rows if r["kind"] == kind]
+                if points:
+                    series[f"{label}={value} {kind}"] = points
+        panels[name] = series
+    return panels
+
+
+def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
+    parser = ArgumentParser(prog=f"python -m {package} sweep", description=__doc__)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--experiments", type=dict[str, list[str]], required=True,
+                        help="row name -> CLI arguments of that model (e.g. --config, overrides)")
+    parser.add_argument("--parameter", type=str, required=True, help="CLI key that is swept")
+    parser.add_argument("--parameter_label", type=str, default="value")
+    parser.add_argument("--values", type=list[Any], required=True)
+    parser.add_argument("--args", type=list[str], default=[], help="extra arguments of every run")
+    parser.add_argument("--run_dir", type=str, required=True, help="runs go to run_dir/<row>_<v>")
+    parser.add_argument("--table", type=str, required=True, help="markdown table to write")
+    parser.add_argument("--figure", type=str | None, default=None, help="gradient-norm figure")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split)")
+    cfg = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+    grid = [(name, value) for name in cfg.experiments for value in cfg["values"]]
+    start = time.perf_counter()
+
+    def launch(cell: tuple[str, Any]) -> dict:
+        name, value = cell
+        args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
+        run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{value}"
+        log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
+        result = run_one(package, args, run_dir, threads)
+        log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))
+        return result
+
+    with ThreadPoolExecutor(cfg.jobs) as pool:
+        results = dict(zip(grid, pool.map(launch, grid), strict=True))
+    wall = time.perf_counter() - start
+    command = f"python -m {package} sweep " + " ".join(argv)
+    header = (
+        f"# {Path(cfg.table).stem}\n\n`{command}`, {cfg.jobs} job(s) on {platform.machine()} "
+        f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
+    )
+    write_table(Path(cfg.table), results, list(cfg.experiments), cfg["values"], cfg.parameter_label,
+                header)
+    if cfg.figure:
+        panels = gradient_norm_panels(results, list(cfg.experiments), cfg["values"],
+                                      cfg.parameter_label)
+        plot_gradient_norms(panels, cfg.figure, title="gradient norm vs layer depth")
+    log.info("wrote %s", cfg.table)
+    return results

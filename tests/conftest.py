@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny image folders, and W&B switched off so tests stay offline and fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("DLA_DATA_DIR", REPO / "data"))
+
+
+def write_image_folder(root: Path, classes: list[str], per_class: int, shape=(3, 8, 8), seed=0):
+    """Write random PNGs as ``root/<class>/<i>.png``; returns the uint8 images in folder order."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (len(classes) * per_class, *shape), generator=generator,
+                           dtype=torch.uint8)
+    for c, name in enumerate(sorted(classes)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            write_png(images[c * per_class + i], str(root / name / f"{i:03d}.png"))
+    return images
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The unpacked ../shared/data (``make data``); CI always has it."""
+    if not (REAL_DATA / "mnist" / "train").is_dir():
+        pytest.skip(f"real data not unpacked in {REAL_DATA}: run `make data`")
+    return REAL_DATA
