@@ -49,20 +49,25 @@ class LabCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # best.ckpt by the monitored metric, last.ckpt after every epoch (for resuming)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.filename": "best",
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.enable_version_counter": False,
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.enable_version_counter": False,
             }
         )
-        parser.link_arguments(
-            "trainer.default_root_dir",
-            "checkpoint.dirpath",
-            compute_fn=lambda run_dir: str(Path(run_dir) / "checkpoints"),
-        )
+        for key in ("checkpoint", "last_checkpoint"):
+            parser.link_arguments(
+                "trainer.default_root_dir",
+                f"{key}.dirpath",
+                compute_fn=lambda run_dir: str(Path(run_dir) / "checkpoints"),
+            )
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments(
             "data.normalization", "model.init_args.normalization", apply_on="instantiate"
@@ -74,27 +79,37 @@ class LabCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        # Runs after parsing, before anything is built: resolve aliases, then fail early.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            config = self.config[subcommand]
+            if config.get("ckpt_path") in CHECKPOINT_ALIASES:
+                dirpath = Path(config["checkpoint"]["dirpath"])
+                config["ckpt_path"] = _resolve_checkpoint(dirpath, config["ckpt_path"], subcommand)
+            if config.get("ckpt_path"):
+                _check_checkpoint(config["ckpt_path"])
+        super()._parse_ckpt_path()
+
     def _run_subcommand(self, subcommand: str) -> None:
         config = self.config_init[subcommand]
-        if config.get("ckpt_path") in CHECKPOINT_ALIASES:
-            config["ckpt_path"] = self._resolve_checkpoint(config["ckpt_path"], subcommand)
-        if config.get("ckpt_path"):
-            _check_checkpoint(config["ckpt_path"])
-        if config.get("weights_only") is None and "weights_only" in config:
+        if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True
         super()._run_subcommand(subcommand)
 
-    def _resolve_checkpoint(self, alias: str, subcommand: str) -> str | None:
-        path = Path(self.trainer.checkpoint_callback.dirpath) / f"{alias}.ckpt"
-        if path.is_file():
-            return str(path)
-        if subcommand == "fit" and alias == "last":
-            log.warning("no %s to resume from: starting a new run", path)
-            return None
-        raise SystemExit(
-            f"error: --ckpt_path {alias}: {path} does not exist; run `fit` with this config first "
-            "(or pass a checkpoint file)"
-        )
+
+def _resolve_checkpoint(dirpath: Path, alias: str, subcommand: str) -> str | None:
+    """``best``/``last`` → the file in the run's checkpoint folder (works in a new process)."""
+    path = dirpath / f"{alias}.ckpt"
+    if path.is_file():
+        return str(path)
+    if subcommand == "fit" and alias == "last":
+        log.warning("no %s to resume from: starting a new run", path)
+        return None
+    raise SystemExit(
+        f"error: --ckpt_path {alias}: {path} does not exist; run `fit` with this config first "
+        "(or pass a checkpoint file)"
+    )
 
 
 def _check_checkpoint(path: str) -> None:

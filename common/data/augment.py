@@ -9,8 +9,8 @@ from torch import nn
 class BatchAugment(nn.Module):
     """Random crop with zero padding and horizontal flip for a batch (N, C, H, W) of floats.
 
-    One random offset and flip per image, drawn from the global (seeded) RNG of the batch's
-    device, done with a single gather: no Python loop over images.
+    One random offset and flip per image, drawn from ``generator`` (or the global RNG) on the
+    batch's device, done with a single gather: no Python loop over images.
 
     Example:
         >>> augment = BatchAugment(crop_padding=4, horizontal_flip=True)
@@ -23,14 +23,16 @@ class BatchAugment(nn.Module):
         self.crop_padding = crop_padding
         self.horizontal_flip = horizontal_flip
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         n, _, h, w = images.shape
         device = images.device
         if self.crop_padding > 0:
             p = self.crop_padding
             padded = nn.functional.pad(images, (p, p, p, p))
-            top = torch.randint(0, 2 * p + 1, (n, 1, 1), device=device)
-            left = torch.randint(0, 2 * p + 1, (n, 1, 1), device=device)
+            top = torch.randint(0, 2 * p + 1, (n, 1, 1), device=device, generator=generator)
+            left = torch.randint(0, 2 * p + 1, (n, 1, 1), device=device, generator=generator)
             rows = (top + torch.arange(h, device=device).view(1, h, 1)).expand(n, h, w)
             cols = (left + torch.arange(w, device=device).view(1, 1, w)).expand(n, h, w)
             flat_index = (rows * (w + 2 * p) + cols).flatten(1)  # (N, H*W) into the padded plane
@@ -38,7 +40,7 @@ class BatchAugment(nn.Module):
             index = flat_index[:, None, :].expand(-1, flat.shape[1], -1)
             images = flat.gather(2, index).view_as(images)
         if self.horizontal_flip:
-            flip = torch.rand(n, 1, 1, 1, device=device) < 0.5
+            flip = torch.rand(n, 1, 1, 1, device=device, generator=generator) < 0.5
             images = torch.where(flip, images.flip(-1), images)
         return images
 

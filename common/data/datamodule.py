@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from common.data.augment import BatchAugment
 from common.data.sources import DatasetNotFoundError, ImageTensors, load_split
@@ -39,6 +39,26 @@ class TensorImageDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return self.images[index], self.targets[index]
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random order that depends only on (seed, epoch), so a resumed run sees the same order.
+
+    Lightning calls ``set_epoch`` before every epoch (also after resuming). Under DDP it swaps
+    this for a ``DistributedSampler`` with ``shuffle=True``, which is epoch-seeded the same way.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,10 +171,11 @@ class ImageDataModule(L.LightningDataModule):
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=_keep_batch,
             persistent_workers=self.num_workers > 0,
@@ -178,5 +199,9 @@ class ImageDataModule(L.LightningDataModule):
         images, targets = batch
         images = images.float().div_(255)
         if self.trainer is not None and self.trainer.training:
-            images = self.augment(images)
+            # seeded by (seed, rank, batch count): identical after resuming, distinct per rank
+            batches_seen = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+            seed = hash((self.seed, self.trainer.global_rank, batches_seen)) % 2**62
+            generator = torch.Generator(images.device).manual_seed(seed)
+            images = self.augment(images, generator)
         return images, targets

@@ -1,0 +1,130 @@
+"""The CLI end to end: every config smoke-run, resume from last, determinism, clear errors."""
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from common.cli import main
+from tests.conftest import REPO
+
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "sweeps" not in p.parts)
+SWEEPS = sorted((REPO / "configs").rglob("sweeps/*.yaml"))
+
+
+def fake_data_args(config: Path) -> list[str]:
+    """Replace a config's dataset by FakeData of the same image shape and class count."""
+    spec = yaml.safe_load(config.read_text())["data"]
+    module, name = spec["class_path"].rsplit(".", 1)
+    data = getattr(__import__(module, fromlist=[name]), name)(**spec.get("init_args", {}))
+    shape = ",".join(map(str, data.image_shape))
+    return ["--data=common.data.FakeDataModule", f"--data.image_shape=[{shape}]",
+            f"--data.num_classes={data.num_classes}", "--data.batch_size=16",
+            "--data.val_size=32"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_config_runs_one_batch(config, tmp_path):
+    main("lab1", ["fit", f"--config={config}", "--trainer.fast_dev_run=true",
+                  "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
+                  *fake_data_args(config)])
+
+
+def test_print_config_prints_a_reusable_config(capsys):
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    with pytest.raises(SystemExit) as done:
+        main("lab1", ["fit", f"--config={config}", "--print_config"])
+    assert done.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["model"]["class_path"] == "lab1.models.ResidualMLP"
+    assert printed["seed_everything"] == 0
+
+
+def run_fit(tmp_path: Path, *extra: str) -> None:
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    main("lab1", ["fit", f"--config={config}", "--trainer.accelerator=cpu",
+                  f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+                  "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+                  *fake_data_args(config), "--data.train_size=96", *extra])
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return checkpoint["state_dict"], checkpoint["epoch"], checkpoint["global_step"]
+
+
+def test_same_config_twice_gives_the_same_weights(tmp_path):
+    run_fit(tmp_path / "a", "--trainer.max_epochs=2")
+    run_fit(tmp_path / "b", "--trainer.max_epochs=2")
+    a, _, _ = final_weights(tmp_path / "a")
+    b, _, _ = final_weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class CtrlCAfterTwoEpochs(L.Callback):
+    """Presses Ctrl-C as the third epoch starts (its unfinished work is what a resume loses)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 2 and batch_idx == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_from_last_continues_where_the_run_stopped(tmp_path):
+    run_fit(tmp_path / "full", "--trainer.max_epochs=3")
+    with pytest.raises(SystemExit):
+        run_fit(tmp_path / "split", "--trainer.max_epochs=3",
+                "--trainer.callbacks=tests.test_cli.CtrlCAfterTwoEpochs")
+    assert final_weights(tmp_path / "split")[1] == 1  # stopped after epoch index 1
+    run_fit(tmp_path / "split", "--trainer.max_epochs=3", "--ckpt_path=last")
+    full, full_epoch, full_step = final_weights(tmp_path / "full")
+    resumed, epoch, step = final_weights(tmp_path / "split")
+    assert (epoch, step) == (full_epoch, full_step) == (2, 12)
+    assert all(torch.allclose(full[k].float(), resumed[k].float(), atol=1e-6) for k in full)
+
+
+def test_test_best_reads_the_checkpoint_of_the_fit_run(tmp_path):
+    run_fit(tmp_path, "--trainer.max_epochs=1")
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    main("lab1", ["test", f"--config={config}", "--trainer.accelerator=cpu",
+                  f"--trainer.default_root_dir={tmp_path}", "--ckpt_path=best",
+                  *fake_data_args(config)])
+    rows = list(csv.DictReader(open(next(tmp_path.glob("version_*/metrics.csv")))))
+    assert 0.0 <= float(rows[-1]["test/acc"]) <= 1.0
+
+
+def test_missing_best_checkpoint_is_one_clear_line(tmp_path):
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    with pytest.raises(SystemExit) as error:
+        main("lab1", ["test", f"--config={config}", f"--trainer.default_root_dir={tmp_path}",
+                      "--ckpt_path=best", *fake_data_args(config)])
+    assert "does not exist; run `fit`" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_corrupt_checkpoint_is_one_clear_line_and_is_left_alone(tmp_path):
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as error:
+        main("lab1", ["test", f"--config={config}", f"--trainer.default_root_dir={tmp_path}",
+                      f"--ckpt_path={broken}", *fake_data_args(config)])
+    assert "cannot be read" in str(error.value) and "\n" not in str(error.value)
+    assert broken.read_bytes() == b"not a checkpoint"
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_saved_checkpoints(tmp_path):
+    run_fit(tmp_path, "--trainer.max_epochs=1")
+    saved = (tmp_path / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        run_fit(tmp_path, "--trainer.max_epochs=2", "--model.init_args.optimizer.init_args.lr=1e30")
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == saved
+
+
+def test_unknown_model_name_is_rejected_by_the_parser(tmp_path, capsys):
+    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
+    with pytest.raises(SystemExit):
+        main("lab1", ["fit", f"--config={config}",
+                      "--model.init_args.model=lab1.models.NoSuchMLP"])
+    assert "NoSuchMLP" in capsys.readouterr().err
