@@ -73,6 +73,15 @@ class LabCLI(LightningCLI):
             "data.normalization", "model.init_args.normalization", apply_on="instantiate"
         )
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            # jsonargparse wraps a constructor's own message in pages of Namespace dumps
+            while error.__cause__ is not None:
+                error = error.__cause__
+            raise SystemExit(f"error: invalid configuration: {error}") from None
+
     def instantiate_trainer(self, **kwargs):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):

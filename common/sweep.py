@@ -77,7 +77,8 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
         )
     if fit.returncode != 0 or test.returncode != 0:
         lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
-        result["status"] = f"failed: {lines[-1][:160]}"
+        errors = [line for line in lines if "error" in line.lower()] or lines
+        result["status"] = f"failed: {errors[-1].strip()[:160]}"
         return result
     fit_rows = _newest_metrics(run_dir, "train/loss")
     result.update(

@@ -1,0 +1,44 @@
+"""The DataModule under DDP: two CPU processes each see their own half of the data."""
+
+import json
+
+import lightning as L
+
+from common.classifier import ImageClassifier
+from common.data import FakeDataModule
+from lab1.models import MLP
+
+
+class RecordTargets(L.Callback):
+    """Writes, per rank, the indices-free fingerprint of every training batch it saw."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.seen: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        images, _ = batch
+        # batches arrive as floats in [0, 1]; the sum of the original bytes identifies an image
+        self.seen += images.mul(255).round().flatten(1).sum(1).long().tolist()
+
+    def on_train_end(self, trainer, pl_module):
+        with open(f"{self.out_dir}/rank{trainer.global_rank}.json", "w") as f:
+            json.dump(self.seen, f)
+
+
+def test_ddp_shards_the_training_set_between_two_processes(tmp_path):
+    data = FakeDataModule(image_shape=(1, 8, 8), num_classes=3, train_size=96, val_size=32,
+                          batch_size=8)
+    model = ImageClassifier(MLP((1, 8, 8), 3, width=8, depth=2), num_classes=3,
+                            normalization=((0.5,), (0.29,)))
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1,
+                        callbacks=[RecordTargets(str(tmp_path))], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    data.setup()
+    everything = data.splits["train"].images.flatten(1).sum(1).long().tolist()
+    assert len(rank0) == len(rank1) == 32
+    assert sorted(rank0 + rank1) == sorted(everything)
