@@ -36,7 +36,8 @@ def plot_gradient_norms(
         ax.set_xlabel("layer depth (input → output)")
         ax.set_title(model)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if series:
+            ax.legend(fontsize=8)
     axes[0][0].set_ylabel("mean gradient L2 norm")
     if title:
         fig.suptitle(title)

@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine:
+#   make run    environment + MNIST + the main experiment (residual MLP: fit, then test)
+#   make test   environment + data + the whole test suite
+# Offline, datasets come from the archives in $DLA_DATA_ARCHIVES (default: ../shared/data).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DLA_DATA_ARCHIVES ?= $(abspath ../shared/data)
+
+.PHONY: env data run test sweep benchmark lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+env: $(VENV)/.installed
+
+data: env
+	$(PY) -m common.data mnist cifar10
+
+run: env
+	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml
+	$(PY) -m lab1 test --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path best
+
+test: data
+	$(PY) -m pytest
+
+sweep: data
+	$(PY) -m lab1 sweep --config configs/lab1/sweeps/mlp_depth.yaml
+
+benchmark: data
+	$(PY) benchmarks/data_throughput.py
+
+lint: env
+	$(VENV)/bin/ruff check .
