@@ -54,8 +54,9 @@ def image_folder_rate(root: str, n_images: int, batch_size: int, workers: int) -
 
 def make_model() -> ResidualMLP:
     torch.manual_seed(0)
-    return ResidualMLP((1, 28, 28), 10, width=16, depth=8, mean=MNISTDataModule.mean,
-                       std=MNISTDataModule.std)
+    return ResidualMLP(
+        (1, 28, 28), 10, width=16, depth=8, mean=MNISTDataModule.mean, std=MNISTDataModule.std
+    )
 
 
 class EpochTimer(L.Callback):
@@ -68,8 +69,15 @@ class EpochTimer(L.Callback):
 
 def fit_epoch_seconds(dm: MNISTDataModule) -> float:
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        limit_val_batches=0, callbacks=[timer], enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+        enable_model_summary=False,
+    )
     trainer.fit(ImageClassifier(make_model(), 10), dm)
     return timer.seconds
 
@@ -99,11 +107,14 @@ def main() -> None:
     dm = MNISTDataModule(data_dir=args.data_dir, batch_size=args.batch_size)
     dm.prepare_data()
     dm.setup()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     ours = data_layer_rate(dm, args.images)
-    folder = image_folder_rate(f"{args.data_dir}/mnist/train", args.images, args.batch_size,
-                               args.workers)
+    folder = image_folder_rate(
+        f"{args.data_dir}/mnist/train", args.images, args.batch_size, args.workers
+    )
     print(f"(a) data layer:            {ours:12,.0f} images/s")
     print(f"(b) ImageFolder+PIL ({args.workers} workers): {folder:8,.0f} images/s")
     print(f"    ratio (a)/(b):         {ours / folder:12.1f}x   (goal >= 10)")

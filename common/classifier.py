@@ -74,8 +74,14 @@ class ImageClassifier(L.LightningModule):
             )
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits, targets)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 prog_bar=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            prog_bar=stage != "train",
+        )
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -97,10 +103,17 @@ class ImageClassifier(L.LightningModule):
             return optimizer
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps):
-            raise ValueError(f"lr_schedule={self.lr_schedule!r} needs trainer.max_epochs or max_steps")
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} needs trainer.max_epochs or max_steps"
+            )
         if self.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         else:
             peaks = [group["lr"] for group in optimizer.param_groups]
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, peaks, total_steps=total_steps
+            )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -68,7 +68,9 @@ class LabCLI(LightningCLI):
                 f"{key}.dirpath",
                 compute_fn=lambda run_dir: str(Path(run_dir) / "checkpoints"),
             )
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
         parser.link_arguments(
             "data.normalization", "model.init_args.normalization", apply_on="instantiate"
         )

@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_gradient_norms(
-    panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: str | Path, title: str = ""
+    panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
+    path: str | Path,
+    title: str = "",
 ) -> Path:
     """Gradient norm vs layer depth, one panel per model, one line per series.
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentParser, ActionConfigFile
+from jsonargparse import ActionConfigFile, ArgumentParser
 
 from common.plots import plot_gradient_norms
 
@@ -73,7 +73,9 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
         result["fit_seconds"] = time.perf_counter() - start
         test = fit.returncode == 0 and subprocess.run(
             [*base, "test", *common, "--ckpt_path=best"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     if fit.returncode != 0 or test.returncode != 0:
         lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
@@ -97,8 +99,12 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def write_table(
-    path: Path, results: dict[tuple[str, Any], dict], experiments: list[str], values: list,
-    parameter_label: str, header: str,
+    path: Path,
+    results: dict[tuple[str, Any], dict],
+    experiments: list[str],
+    values: list,
+    parameter_label: str,
+    header: str,
 ) -> None:
     lines = [header, "", f"Test accuracy (rows: model, columns: {parameter_label}).", ""]
     lines.append("| model | " + " | ".join(f"{parameter_label} {v}" for v in values) + " |")
@@ -109,10 +115,14 @@ def write_table(
             r = results[(name, value)]
             cells.append(_fmt(r.get("test_acc")) if r["status"] == "ok" else "failed")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Every run:", "",
-              f"| model | {parameter_label} | test acc | best val acc | final train loss | "
-              "fit wall time (s) | status |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "Every run:",
+        "",
+        f"| model | {parameter_label} | test acc | best val acc | final train loss | "
+        "fit wall time (s) | status |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for (name, value), r in results.items():
         lines.append(
             f"| {name} | {value} | {_fmt(r.get('test_acc'))} | {_fmt(r.get('best_val_acc'))} | "
@@ -142,8 +152,12 @@ def gradient_norm_panels(
 def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     parser = ArgumentParser(prog=f"python -m {package} sweep", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--experiments", type=dict[str, list[str]], required=True,
-                        help="row name -> CLI arguments of that model (e.g. --config, overrides)")
+    parser.add_argument(
+        "--experiments",
+        type=dict[str, list[str]],
+        required=True,
+        help="row name -> CLI arguments of that model (e.g. --config, overrides)",
+    )
     parser.add_argument("--parameter", type=str, required=True, help="CLI key that is swept")
     parser.add_argument("--parameter_label", type=str, default="value")
     parser.add_argument("--values", type=list[Any], required=True)
@@ -176,11 +190,13 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
         f"# {Path(cfg.table).stem}\n\n`{command}`, {cfg.jobs} job(s) on {platform.machine()} "
         f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
     )
-    write_table(Path(cfg.table), results, list(cfg.experiments), cfg["values"], cfg.parameter_label,
-                header)
+    write_table(
+        Path(cfg.table), results, list(cfg.experiments), cfg["values"], cfg.parameter_label, header
+    )
     if cfg.figure:
-        panels = gradient_norm_panels(results, list(cfg.experiments), cfg["values"],
-                                      cfg.parameter_label)
+        panels = gradient_norm_panels(
+            results, list(cfg.experiments), cfg["values"], cfg.parameter_label
+        )
         plot_gradient_norms(panels, cfg.figure, title="gradient norm vs layer depth")
     log.info("wrote %s", cfg.table)
     return results

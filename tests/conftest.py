@@ -19,8 +19,9 @@ REAL_DATA = Path(os.environ.get("DLA_DATA_DIR", REPO / "data"))
 def write_image_folder(root: Path, classes: list[str], per_class: int, shape=(3, 8, 8), seed=0):
     """Write random PNGs as ``root/<class>/<i>.png``; returns the uint8 images in folder order."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (len(classes) * per_class, *shape), generator=generator,
-                           dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (len(classes) * per_class, *shape), generator=generator, dtype=torch.uint8
+    )
     for c, name in enumerate(sorted(classes)):
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):

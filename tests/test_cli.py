@@ -21,16 +21,28 @@ def fake_data_args(config: Path) -> list[str]:
     module, name = spec["class_path"].rsplit(".", 1)
     data = getattr(__import__(module, fromlist=[name]), name)(**spec.get("init_args", {}))
     shape = ",".join(map(str, data.image_shape))
-    return ["--data=common.data.FakeDataModule", f"--data.image_shape=[{shape}]",
-            f"--data.num_classes={data.num_classes}", "--data.batch_size=16",
-            "--data.val_size=32"]
+    return [
+        "--data=common.data.FakeDataModule",
+        f"--data.image_shape=[{shape}]",
+        f"--data.num_classes={data.num_classes}",
+        "--data.batch_size=16",
+        "--data.val_size=32",
+    ]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_config_runs_one_batch(config, tmp_path):
-    main("lab1", ["fit", f"--config={config}", "--trainer.fast_dev_run=true",
-                  "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
-                  *fake_data_args(config)])
+    main(
+        "lab1",
+        [
+            "fit",
+            f"--config={config}",
+            "--trainer.fast_dev_run=true",
+            "--trainer.accelerator=cpu",
+            f"--trainer.default_root_dir={tmp_path}",
+            *fake_data_args(config),
+        ],
+    )
 
 
 def test_print_config_prints_a_reusable_config(capsys):
@@ -45,10 +57,21 @@ def test_print_config_prints_a_reusable_config(capsys):
 
 def run_fit(tmp_path: Path, *extra: str) -> None:
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
-    main("lab1", ["fit", f"--config={config}", "--trainer.accelerator=cpu",
-                  f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-                  "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
-                  *fake_data_args(config), "--data.train_size=96", *extra])
+    main(
+        "lab1",
+        [
+            "fit",
+            f"--config={config}",
+            "--trainer.accelerator=cpu",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks=[]",
+            *fake_data_args(config),
+            "--data.train_size=96",
+            *extra,
+        ],
+    )
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -75,8 +98,11 @@ class CtrlCAfterTwoEpochs(L.Callback):
 def test_resume_from_last_continues_where_the_run_stopped(tmp_path):
     run_fit(tmp_path / "full", "--trainer.max_epochs=3")
     with pytest.raises(SystemExit):
-        run_fit(tmp_path / "split", "--trainer.max_epochs=3",
-                "--trainer.callbacks=tests.test_cli.CtrlCAfterTwoEpochs")
+        run_fit(
+            tmp_path / "split",
+            "--trainer.max_epochs=3",
+            "--trainer.callbacks=tests.test_cli.CtrlCAfterTwoEpochs",
+        )
     assert final_weights(tmp_path / "split")[1] == 1  # stopped after epoch index 1
     run_fit(tmp_path / "split", "--trainer.max_epochs=3", "--ckpt_path=last")
     full, full_epoch, full_step = final_weights(tmp_path / "full")
@@ -88,18 +114,35 @@ def test_resume_from_last_continues_where_the_run_stopped(tmp_path):
 def test_test_best_reads_the_checkpoint_of_the_fit_run(tmp_path):
     run_fit(tmp_path, "--trainer.max_epochs=1")
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
-    main("lab1", ["test", f"--config={config}", "--trainer.accelerator=cpu",
-                  f"--trainer.default_root_dir={tmp_path}", "--ckpt_path=best",
-                  *fake_data_args(config)])
-    rows = list(csv.DictReader(open(next(tmp_path.glob("version_*/metrics.csv")))))
+    main(
+        "lab1",
+        [
+            "test",
+            f"--config={config}",
+            "--trainer.accelerator=cpu",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--ckpt_path=best",
+            *fake_data_args(config),
+        ],
+    )
+    with open(next(tmp_path.glob("version_*/metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
     assert 0.0 <= float(rows[-1]["test/acc"]) <= 1.0
 
 
 def test_missing_best_checkpoint_is_one_clear_line(tmp_path):
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
     with pytest.raises(SystemExit) as error:
-        main("lab1", ["test", f"--config={config}", f"--trainer.default_root_dir={tmp_path}",
-                      "--ckpt_path=best", *fake_data_args(config)])
+        main(
+            "lab1",
+            [
+                "test",
+                f"--config={config}",
+                f"--trainer.default_root_dir={tmp_path}",
+                "--ckpt_path=best",
+                *fake_data_args(config),
+            ],
+        )
     assert "does not exist; run `fit`" in str(error.value) and "\n" not in str(error.value)
 
 
@@ -108,8 +151,16 @@ def test_corrupt_checkpoint_is_one_clear_line_and_is_left_alone(tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as error:
-        main("lab1", ["test", f"--config={config}", f"--trainer.default_root_dir={tmp_path}",
-                      f"--ckpt_path={broken}", *fake_data_args(config)])
+        main(
+            "lab1",
+            [
+                "test",
+                f"--config={config}",
+                f"--trainer.default_root_dir={tmp_path}",
+                f"--ckpt_path={broken}",
+                *fake_data_args(config),
+            ],
+        )
     assert "cannot be read" in str(error.value) and "\n" not in str(error.value)
     assert broken.read_bytes() == b"not a checkpoint"
 
@@ -125,6 +176,5 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_saved_checkpoints(tmp_path)
 def test_unknown_model_name_is_rejected_by_the_parser(tmp_path, capsys):
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
     with pytest.raises(SystemExit):
-        main("lab1", ["fit", f"--config={config}",
-                      "--model.init_args.model=lab1.models.NoSuchMLP"])
+        main("lab1", ["fit", f"--config={config}", "--model.init_args.model=lab1.models.NoSuchMLP"])
     assert "NoSuchMLP" in capsys.readouterr().err

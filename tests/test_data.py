@@ -98,7 +98,7 @@ def test_loader_yields_uint8_batches_and_transfer_makes_unit_floats():
     images, targets = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (32, 3, 8, 8) and targets.shape == (32,)
     floats, _ = dm.on_after_batch_transfer((images, targets), 0)
-    assert floats.dtype == torch.float32 and 0 <= floats.min() and floats.max() <= 1
+    assert floats.dtype == torch.float32 and floats.min() >= 0 and floats.max() <= 1
     assert torch.allclose(floats * 255, images.float())
 
 
@@ -120,4 +120,3 @@ def test_batch_crop_and_flip_match_a_per_image_reference():
     flipped = BatchAugment(horizontal_flip=True)(images)
     n_flipped = sum(torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images, strict=True))
     assert 0 < n_flipped < 16  # each image flipped independently
-

@@ -27,14 +27,23 @@ class RecordTargets(L.Callback):
 
 
 def test_ddp_shards_the_training_set_between_two_processes(tmp_path):
-    data = FakeDataModule(image_shape=(1, 8, 8), num_classes=3, train_size=96, val_size=32,
-                          batch_size=8)
-    model = ImageClassifier(MLP((1, 8, 8), 3, width=8, depth=2), num_classes=3,
-                            normalization=((0.5,), (0.29,)))
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1,
-                        callbacks=[RecordTargets(str(tmp_path))], logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path)
+    data = FakeDataModule(
+        image_shape=(1, 8, 8), num_classes=3, train_size=96, val_size=32, batch_size=8
+    )
+    model = ImageClassifier(
+        MLP((1, 8, 8), 3, width=8, depth=2), num_classes=3, normalization=((0.5,), (0.29,))
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=1,
+        callbacks=[RecordTargets(str(tmp_path))],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, data)
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())

@@ -8,8 +8,9 @@ from lab1.models import ResidualMLP
 
 
 def test_weights_and_biases_are_measured_apart_and_match_autograd():
-    model = ImageClassifier(ResidualMLP((1, 4, 4), 3, width=5, depth=2), num_classes=3,
-                            normalization=((0.5,), (0.3,)))
+    model = ImageClassifier(
+        ResidualMLP((1, 4, 4), 3, width=5, depth=2), num_classes=3, normalization=((0.5,), (0.3,))
+    )
     loss = model(torch.rand(8, 1, 4, 4)).logsumexp(-1).sum()
     loss.backward()
     monitor = GradientNormMonitor(every_n_steps=1)
@@ -36,12 +37,18 @@ def test_weights_and_biases_are_measured_apart_and_match_autograd():
 
 def test_fit_writes_table_and_figure(tmp_path):
     L.seed_everything(0)
-    model = ImageClassifier(ResidualMLP((1, 8, 8), 4, width=8, depth=4), num_classes=4,
-                            normalization=((0.5,), (0.29,)))
+    model = ImageClassifier(
+        ResidualMLP((1, 8, 8), 4, width=8, depth=4), num_classes=4, normalization=((0.5,), (0.29,))
+    )
     data = FakeDataModule(image_shape=(1, 8, 8), num_classes=4, train_size=128, batch_size=32)
-    trainer = L.Trainer(max_epochs=2, callbacks=[GradientNormMonitor(every_n_steps=2)],
-                        default_root_dir=tmp_path, logger=L.pytorch.loggers.CSVLogger(tmp_path),
-                        enable_progress_bar=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[GradientNormMonitor(every_n_steps=2)],
+        default_root_dir=tmp_path,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(model, data)
     run_dir = tmp_path / "lightning_logs" / "version_0"
     assert (run_dir / "grad_norms.png").stat().st_size > 1000

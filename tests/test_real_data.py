@@ -13,11 +13,22 @@ from lab1.models import ResidualMLP
 def test_residual_mlp_learns_real_mnist_in_a_hundred_steps(real_data_dir, tmp_path):
     L.seed_everything(0)
     data = MNISTDataModule(data_dir=str(real_data_dir), batch_size=128)
-    model = ImageClassifier(ResidualMLP(width=16, depth=8), 10, normalization=data.normalization,
-                            optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=100, limit_val_batches=10,
-                        accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=tmp_path)
+    model = ImageClassifier(
+        ResidualMLP(width=16, depth=8),
+        10,
+        normalization=data.normalization,
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=100,
+        limit_val_batches=10,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, data)
     assert trainer.callback_metrics["val/acc"] > 0.85
 

@@ -5,19 +5,34 @@ from tests.conftest import REPO
 
 
 def test_sweep_writes_table_and_figure_and_reports_failed_runs(tmp_path):
-    fake = ["--trainer.max_epochs=1", "--data=common.data.FakeDataModule",
-            "--data.image_shape=[1,28,28]", "--data.train_size=64", "--data.val_size=32",
-            "--data.batch_size=32"]
-    main("lab1", [
-        "sweep", f"--config={REPO / 'configs/lab1/sweeps/mlp_depth.yaml'}",
-        "--values=[3]",  # depth 3 cannot be cut into blocks of 2 layers: that run fails
-        f"--args={fake}", f"--run_dir={tmp_path / 'runs'}", f"--table={tmp_path / 'table.md'}",
-        f"--figure={tmp_path / 'grad.png'}", "--jobs=2",
-    ])
+    fake = [
+        "--trainer.max_epochs=1",
+        "--data=common.data.FakeDataModule",
+        "--data.image_shape=[1,28,28]",
+        "--data.train_size=64",
+        "--data.val_size=32",
+        "--data.batch_size=32",
+    ]
+    main(
+        "lab1",
+        [
+            "sweep",
+            f"--config={REPO / 'configs/lab1/sweeps/mlp_depth.yaml'}",
+            "--values=[3]",  # depth 3 cannot be cut into blocks of 2 layers: that run fails
+            f"--args={fake}",
+            f"--run_dir={tmp_path / 'runs'}",
+            f"--table={tmp_path / 'table.md'}",
+            f"--figure={tmp_path / 'grad.png'}",
+            "--jobs=2",
+        ],
+    )
     table = (tmp_path / "table.md").read_text()
     accuracy_table, every_run = table.split("Every run:")
-    cells = {line.split("|")[1].strip(): line.split("|")[2].strip()
-             for line in accuracy_table.splitlines() if line.startswith("| ") and "depth" not in line}
+    cells = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in accuracy_table.splitlines()
+        if line.startswith("| ") and "depth" not in line
+    }
     assert cells["ResidualMLP 2 layers/block"] == "failed"
     assert 0 <= float(cells["MLP"]) <= 1 and 0 <= float(cells["ResidualMLP 1 layer/block"]) <= 1
     assert "failed: error: invalid configuration: depth=3 is not a multiple" in every_run

@@ -88,9 +88,14 @@ def decode_image_folder(
 
         image = decode_image(read_file(str(path)), mode=mode)
         if size is not None and tuple(image.shape[-2:]) != tuple(size):
-            image = torch.nn.functional.interpolate(
-                image[None].float(), size=size, mode="bilinear", antialias=True
-            )[0].round().clamp(0, 255).to(torch.uint8)
+            image = (
+                torch.nn.functional.interpolate(
+                    image[None].float(), size=size, mode="bilinear", antialias=True
+                )[0]
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
         return image
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
@@ -157,8 +162,12 @@ def load_split(
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     torch.save(
-        {"format": CACHE_FORMAT, "images": tensors.images, "targets": tensors.targets,
-         "classes": tensors.classes},
+        {
+            "format": CACHE_FORMAT,
+            "images": tensors.images,
+            "targets": tensors.targets,
+            "classes": tensors.classes,
+        },
         tmp,
     )
     tmp.replace(cache)  # atomic: a killed run never leaves a half-written cache
