@@ -15,20 +15,25 @@ from common.models import Normalize
 NormKind = Literal["batch", "layer"] | None
 
 
-def _norm_layer(kind: NormKind, features: int) -> nn.Module:
+def _norm_layers(kind: NormKind, features: int) -> list[nn.Module]:
     if kind == "batch":
-        return nn.BatchNorm1d(features)
+        return [nn.BatchNorm1d(features)]
     if kind == "layer":
-        return nn.LayerNorm(features)
-    return nn.Identity()
+        return [nn.LayerNorm(features)]
+    return []
 
 
 class MLPBlock(nn.Module):
-    """``relu(f(x) + x)`` with a skip, ``relu(f(x))`` without; ``f`` is Linear(-norm-ReLU-Linear)….
+    """``x + f(x)`` with a skip, ``f(x)`` without; ``f`` is ``[norm →] ReLU → Linear``, repeated.
+
+    Pre-activation order (He et al., "Identity Mappings in Deep Residual Networks", 2016,
+    https://arxiv.org/abs/1603.05027): nothing is applied after the addition, so the skip path
+    stays an identity from input to output and very deep stacks still train. Without the skip,
+    a stack of these blocks is an ordinary ``Linear → ReLU → Linear → …`` MLP.
 
     Args:
         sizes: layer sizes, e.g. ``[16, 16, 16]`` for two Linear layers of width 16.
-        norm: optional normalisation after each Linear (``"batch"`` or ``"layer"``).
+        norm: optional normalisation before each ReLU (``"batch"`` or ``"layer"``).
         skip: add the block's input to its output (needs ``sizes[0] == sizes[-1]``).
     """
 
@@ -37,21 +42,21 @@ class MLPBlock(nn.Module):
         if skip and sizes[0] != sizes[-1]:
             raise ValueError(f"a residual block needs equal input and output sizes, got {sizes}")
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(pairwise(sizes)):
-            layers += [nn.Linear(n_in, n_out), _norm_layer(norm, n_out)]
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+        for n_in, n_out in pairwise(sizes):
+            layers += [*_norm_layers(norm, n_in), nn.ReLU(), nn.Linear(n_in, n_out)]
         self.body = nn.Sequential(*layers)
         self.skip = skip
-        self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
-        return self.activation(out + x if self.skip else out)
+        return out + x if self.skip else out
 
 
 class MLP(nn.Module):
     """An MLP on flattened images: stem ``Linear(C·H·W → width)``, ``depth`` hidden layers, head.
+
+    Layer order: ``Linear → (ReLU → Linear) × depth → ReLU → classifier``; the hidden layers
+    come in pre-activation blocks (:class:`MLPBlock`).
 
     The hidden layers are grouped into blocks of ``layers_per_block`` Linear layers; with
     ``skip=True`` each block gets a residual connection, and that is the *only* difference
@@ -103,9 +108,9 @@ class MLP(nn.Module):
             Normalize(input_shape[0], mean, std),
             nn.Flatten(),
             nn.Linear(math.prod(input_shape), sizes[0]),
-            _norm_layer(norm, sizes[0]),
-            nn.ReLU(),
             *blocks,
+            *_norm_layers(norm, sizes[-1]),
+            nn.ReLU(),
         )
         self.classifier = nn.Linear(sizes[-1], num_classes)
 

@@ -178,3 +178,15 @@ def test_unknown_model_name_is_rejected_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main("lab1", ["fit", f"--config={config}", "--model.init_args.model=lab1.models.NoSuchMLP"])
     assert "NoSuchMLP" in capsys.readouterr().err
+
+
+def test_early_stopping_is_available_from_the_command_line(tmp_path):
+    run_fit(
+        tmp_path,
+        "--trainer.max_epochs=3",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+        "--trainer.callbacks.monitor=val/acc",
+        "--trainer.callbacks.mode=max",
+        "--trainer.callbacks.stopping_threshold=0.0",  # any accuracy is good enough: stop at once
+    )
+    assert final_weights(tmp_path)[1] == 0

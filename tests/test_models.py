@@ -34,8 +34,8 @@ def test_plain_and_residual_differ_only_by_the_skip():
 def test_residual_block_adds_its_input():
     block = MLPBlock([5, 5, 5], skip=True)
     x = torch.randn(4, 5)
-    first, second = block.body[0], block.body[3]
-    expected = torch.relu(second(torch.relu(first(x))) + x)
+    first, second = block.body[1], block.body[3]
+    expected = second(torch.relu(first(torch.relu(x)))) + x
     assert torch.allclose(block(x), expected)
 
 
