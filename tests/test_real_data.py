@@ -39,7 +39,7 @@ def test_real_cifar10_decodes_to_the_documented_statistics(real_data_dir):
     data = CIFAR10DataModule(data_dir=str(real_data_dir), val_size=5000)
     data.setup()
     assert [len(data.splits[s]) for s in ("train", "val", "test")] == [45000, 5000, 10000]
-    assert data.classes[0] == "airplane" and data.classes[9] == "truck"
+    assert data.class_names[0] == "airplane" and data.class_names[9] == "truck"
     train = data.load("train")
     assert torch.bincount(train.targets).tolist() == [5000] * 10
     pixels = train.images[::10].float() / 255  # shared/data/README: every 10th training image

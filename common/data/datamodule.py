@@ -67,7 +67,10 @@ def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base class: subclasses implement :meth:`load` for ``"train"`` and ``"test"``.
+    """Base class of the image-classification DataModules.
+
+    A subclass sets the class attributes below and, for torchvision's files as a fallback
+    source, :meth:`from_torchvision`; a synthetic dataset overrides :meth:`load` instead.
 
     Args:
         data_dir: root holding ``<name>/<split>/<class>/*`` folders and the tensor caches.
@@ -80,11 +83,12 @@ class ImageDataModule(L.LightningDataModule):
         download: allow torchvision to download when no local copy exists.
     """
 
-    #: subclasses set these
-    name: str = ""
+    name: str = ""  #: folder and cache name under ``data_dir``
     image_shape: tuple[int, int, int] = (3, 32, 32)
-    mean: tuple[float, ...] = ()
+    mean: tuple[float, ...] = ()  #: per-channel statistics of the training images
     std: tuple[float, ...] = ()
+    default_classes: tuple[str, ...] = ()  #: class names in label order
+    split_dirs: dict[str, str] = {"train": "train", "test": "test"}  #: folder of each split
 
     def __init__(
         self,
@@ -107,11 +111,8 @@ class ImageDataModule(L.LightningDataModule):
         self.download = download
         self.augment = BatchAugment(crop_padding, horizontal_flip)
         self.splits: dict[str, TensorImageDataset] = {}
-        self.classes: list[str] = []
 
     # --- what a subclass provides -------------------------------------------------------
-    #: folder name of each split in the image-folder layout
-    split_dirs: dict[str, str] = {"train": "train", "test": "test"}
 
     def from_torchvision(self, root: Path, train: bool, download: bool) -> ImageTensors:
         """Read torchvision's own files for this dataset (source 3 of :mod:`sources`)."""
@@ -136,13 +137,11 @@ class ImageDataModule(L.LightningDataModule):
     # --- what the model needs to know ---------------------------------------------------
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        return len(self.default_classes)
 
     @property
     def class_names(self) -> list[str]:
-        return self.classes or list(self.default_classes)
-
-    default_classes: tuple[str, ...] = ()
+        return list(self.default_classes)
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -159,7 +158,12 @@ class ImageDataModule(L.LightningDataModule):
         if self.splits:
             return
         train, test = self.load("train"), self.load("test")
-        self.classes = train.classes
+        for split in (train, test):
+            if split.classes != self.class_names:
+                raise ValueError(
+                    f"{self.name}: class folders {split.classes} do not match the expected "
+                    f"classes {self.class_names}; check the layout of {self.data_dir}/{self.name}"
+                )
         if not 0 <= self.val_size < len(train):
             raise ValueError(f"val_size={self.val_size} must be in [0, {len(train)})")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
