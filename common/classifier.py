@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from common.models import find_normalize
@@ -33,7 +34,8 @@ class ImageClassifier(L.LightningModule):
             (warm-up then annealing, peak at the optimizer's lr), stepped every batch.
         label_smoothing: cross-entropy label smoothing.
 
-    Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc`` each epoch.
+    Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc`` (the mean over the epoch) at
+    each epoch's end, and ``train/loss_step`` every ``trainer.log_every_n_steps`` steps.
     """
 
     def __init__(
@@ -54,15 +56,24 @@ class ImageClassifier(L.LightningModule):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        # keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train
+        # One loss mean and one accuracy per stage, updated every step and logged once per
+        # epoch: `self.log` on every step costs more than a small model's whole step on a CPU.
+        # (Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.)
+        stages = ("train", "val", "test")
+        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
         self.accuracy = nn.ModuleDict(
-            {f"{stage}_acc": MulticlassAccuracy(num_classes) for stage in ("train", "val", "test")}
+            {
+                f"{s}_acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+                for s in stages
+            }
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _shared_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: str
+    ) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
         loss = self.criterion(logits, targets)
@@ -72,27 +83,38 @@ class ImageClassifier(L.LightningModule):
                 "rate or enable gradient clipping (trainer.gradient_clip_val); "
                 "checkpoints saved so far are kept"
             )
-        accuracy = self.accuracy[f"{stage}_acc"]
-        accuracy(logits, targets)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-            prog_bar=stage != "train",
-        )
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        self.mean_loss[f"{stage}_loss"].update(loss.detach())
+        self.accuracy[f"{stage}_acc"].update(logits.detach(), targets)
+        if stage == "train" and batch_idx % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss.detach(), prog_bar=True)
         return loss
 
+    def _log_epoch(self, stage: str) -> None:
+        self.log_dict(
+            {
+                f"{stage}/loss": self.mean_loss[f"{stage}_loss"],
+                f"{stage}/acc": self.accuracy[f"{stage}_acc"],
+            },
+            prog_bar=True,
+        )
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, batch_idx, "train")
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._shared_step(batch, batch_idx, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._shared_step(batch, batch_idx, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self(batch[0]).softmax(dim=-1)

@@ -23,6 +23,10 @@ class BatchAugment(nn.Module):
         self.crop_padding = crop_padding
         self.horizontal_flip = horizontal_flip
 
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.horizontal_flip
+
     def forward(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:

@@ -202,7 +202,7 @@ class ImageDataModule(L.LightningDataModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
         images = images.float().div_(255)
-        if self.trainer is not None and self.trainer.training:
+        if self.augment.active and self.trainer is not None and self.trainer.training:
             # seeded by (seed, rank, batch count): identical after resuming, distinct per rank
             batches_seen = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
             seed = hash((self.seed, self.trainer.global_rank, batches_seen)) % 2**62
