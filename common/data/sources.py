@@ -70,13 +70,10 @@ def _list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, targets, classes
 
 
-def decode_image_folder(
-    root: Path, channels: int, size: tuple[int, int] | None = None, workers: int | None = None
-) -> ImageTensors:
+def decode_image_folder(root: Path, channels: int, workers: int | None = None) -> ImageTensors:
     """Decode every image of an ImageFolder root into one uint8 tensor.
 
-    Decoding uses ``torchvision.io`` (libpng/libjpeg in C++, GIL released) on a thread pool;
-    ``size`` resizes each image once here so training never resizes again.
+    Decoding uses ``torchvision.io`` (libpng/libjpeg in C++, GIL released) on a thread pool.
     """
     files, targets, classes = _list_image_folder(root)
     if not files:
@@ -84,19 +81,7 @@ def decode_image_folder(
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
 
     def decode(path: Path) -> torch.Tensor:
-        from torchvision.io import read_file
-
-        image = decode_image(read_file(str(path)), mode=mode)
-        if size is not None and tuple(image.shape[-2:]) != tuple(size):
-            image = (
-                torch.nn.functional.interpolate(
-                    image[None].float(), size=size, mode="bilinear", antialias=True
-                )[0]
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8)
-            )
-        return image
+        return decode_image(str(path), mode=mode)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         images = list(pool.map(decode, files, chunksize=256))
@@ -123,15 +108,13 @@ def load_split(
     channels: int,
     torchvision_loader: Callable[[Path, bool], ImageTensors] | None = None,
     download: bool = True,
-    size: tuple[int, int] | None = None,
 ) -> ImageTensors:
     """Return a split as uint8 tensors, from the cache or the first source that has it.
 
     ``torchvision_loader(root, download)`` reads torchvision's own files (source 3).
     """
     dataset_dir = Path(data_dir) / name
-    suffix = "" if size is None else f".{size[0]}x{size[1]}"
-    cache = dataset_dir / f"{split}{suffix}.uint8.pt"
+    cache = dataset_dir / f"{split}.uint8.pt"
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("format") == CACHE_FORMAT:
@@ -142,7 +125,7 @@ def load_split(
     if not folder.is_dir():
         unpack_archive(name, Path(data_dir))
     if folder.is_dir():
-        tensors = decode_image_folder(folder, channels, size)
+        tensors = decode_image_folder(folder, channels)
     elif torchvision_loader is not None:
         try:
             tensors = torchvision_loader(root=dataset_dir / "torchvision", download=download)
@@ -152,8 +135,6 @@ def load_split(
                 f"). Offline: put image folders at {folder}/<class>/*, or set {ARCHIVES_ENV} to a "
                 f"folder holding {name}.tar.gz (e.g. ../shared/data)."
             ) from None
-        if size is not None:
-            raise ValueError(f"resizing is only supported for image folders, not {name}")
     else:
         raise DatasetNotFoundError(
             f"{name} is not in {folder}: put image folders there, or set {ARCHIVES_ENV} to a "

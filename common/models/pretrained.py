@@ -1,0 +1,96 @@
+"""ResNet-20 with the public CIFAR-10 weights of two projects, in this project's module layout.
+
+- ``akamaster``: ``pytorch_resnet_cifar10`` (``resnet20-12fca82f.th``, 91.78 % on the official test
+  set): "option A" zero-pad shortcuts, trained on ImageNet mean/std, keys ``module.conv1…``,
+  ``module.linear.*``. A copy lies in ``data/weights/`` on this team's machines.
+- ``chenyaofo``: ``pytorch-cifar-models`` (``cifar10_resnet20``, 92.60 %): projection shortcuts
+  (``downsample``), CIFAR mean/std, keys ``conv1…``, ``fc.*``; fetched with ``torch.hub`` online.
+
+Each format's statistics and shortcut type travel with the model (its own ``Normalize``), so the
+data layer's defaults never matter. Loading checks the whole key set and names what is missing or
+unexpected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from common.models.resnet import CifarResNet
+
+CHENYAOFO_URL = (
+    "https://github.com/chenyaofo/pytorch-cifar-models/releases/download/resnet/"
+    "cifar10_resnet20-4118986f.pt"
+)
+FORMATS = {
+    "akamaster": dict(shortcut="zero_pad", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    "chenyaofo": dict(
+        shortcut="projection", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)
+    ),
+}
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys do not fit the model; the message lists them."""
+
+
+def _to_our_keys(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if source == "chenyaofo":
+            key = key.replace(".downsample.", ".shortcut.").replace("fc.", "linear.", 1)
+        head = key.startswith("linear.")
+        renamed[("classifier." if head else "features.") + key] = value
+    return renamed
+
+
+def load_weights(model: CifarResNet, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` (a ``source``-format state dict) into ``model``, checking every key."""
+    state = _to_our_keys(state, source)
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    expected -= {k for k in expected if k.startswith("features.normalize.")}
+    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"{source} checkpoint does not fit {type(model).__name__}: "
+            f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
+            f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def resnet20(
+    weights: Literal["akamaster", "chenyaofo"] | None = None,
+    path: str | None = None,
+    num_classes: int = 10,
+) -> CifarResNet:
+    """ResNet-20 (0.27 M parameters), optionally with pretrained CIFAR-10 weights.
+
+    Args:
+        weights: ``None`` (random init, projection shortcuts, statistics from the data),
+            ``"akamaster"`` or ``"chenyaofo"``.
+        path: the checkpoint file; for ``chenyaofo`` it may be omitted online (torch.hub).
+        num_classes: outputs (must be 10 with pretrained weights).
+
+    Example:
+        >>> model = resnet20("akamaster", "data/weights/resnet20-12fca82f.th")  # doctest: +SKIP
+    """
+    if weights is None:
+        return CifarResNet((3, 3, 3), num_classes=num_classes)
+    if weights not in FORMATS:
+        raise ValueError(f"unknown weights {weights!r}; choose one of {sorted(FORMATS)}")
+    model = CifarResNet((3, 3, 3), num_classes=num_classes, **FORMATS[weights])
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{weights} weights not found at {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    elif weights == "chenyaofo":
+        checkpoint = torch.hub.load_state_dict_from_url(CHENYAOFO_URL, map_location="cpu",
+                                                        weights_only=True)
+    else:
+        raise ValueError("akamaster weights need `path` (e.g. data/weights/resnet20-12fca82f.th)")
+    load_weights(model, checkpoint.get("state_dict", checkpoint), weights)
+    return model
