@@ -49,3 +49,30 @@ def plot_gradient_norms(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    xlabel: str = "epoch",
+    ylabel: str = "validation accuracy",
+    title: str = "",
+) -> Path:
+    """All runs' learning curves on one plot (e.g. val/acc per epoch of every run of a sweep)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=2, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -22,7 +22,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from common.plots import plot_gradient_norms
+from common.plots import plot_curves, plot_gradient_norms
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
         test_acc=_last_value(_newest_metrics(run_dir, "test/acc"), "test/acc"),
         best_val_acc=max((float(r["val/acc"]) for r in fit_rows if r.get("val/acc")), default=None),
         final_train_loss=_last_value(fit_rows, "train/loss"),
+        val_curve=[(int(r["epoch"]), float(r["val/acc"])) for r in fit_rows if r.get("val/acc")],
         grad_norms=_grad_norms(run_dir),
     )
     done.write_text(json.dumps(result, indent=1))
@@ -165,6 +166,7 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     parser.add_argument("--run_dir", type=str, required=True, help="runs go to run_dir/<row>_<v>")
     parser.add_argument("--table", type=str, required=True, help="markdown table to write")
     parser.add_argument("--figure", type=str | None, default=None, help="gradient-norm figure")
+    parser.add_argument("--curves", type=str | None, default=None, help="val/acc curves figure")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split)")
     cfg = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -176,7 +178,7 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     def launch(cell: tuple[str, Any]) -> dict:
         name, value = cell
         args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
-        run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{value}"
+        run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{_slug(str(value))}"
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
         result = run_one(package, args, run_dir, threads)
         log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))
@@ -198,5 +200,11 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
             results, list(cfg.experiments), cfg["values"], cfg.parameter_label
         )
         plot_gradient_norms(panels, cfg.figure, title="gradient norm vs layer depth")
+    if cfg.curves:
+        curves = {
+            f"{name}, {cfg.parameter_label} {value}": r.get("val_curve") or []
+            for (name, value), r in results.items()
+        }
+        plot_curves(curves, cfg.curves, title="validation accuracy of every run")
     log.info("wrote %s", cfg.table)
     return results

@@ -14,6 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("DLA_DATA_DIR", REPO / "data"))
+if (REPO.parent / "shared" / "data").is_dir():  # this team's offline archives and weights
+    os.environ.setdefault("DLA_DATA_ARCHIVES", str(REPO.parent / "shared" / "data"))
 
 
 def write_image_folder(root: Path, classes: list[str], per_class: int, shape=(3, 8, 8), seed=0):

@@ -84,3 +84,82 @@ def test_real_akamaster_checkpoint_loads_with_imagenet_statistics():
     normalize = model.features.normalize
     assert torch.allclose(normalize.mean, torch.tensor([0.485, 0.456, 0.406]))
     assert isinstance(model.features.layer2[0].shortcut, ZeroPadShortcut)
+
+
+class AkamasterResNet20(torch.nn.Module):
+    """An independent ResNet-20, written from the akamaster repository's description."""
+
+    class Block(torch.nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(cout)
+            self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = torch.nn.BatchNorm2d(cout)
+            self.pad = cout - cin
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            short = x
+            if self.pad:
+                short = torch.nn.functional.pad(
+                    x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad // 2)
+                )
+            return torch.relu(out + short)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        cin = 16
+        for i, cout in enumerate((16, 32, 64)):
+            blocks = [
+                self.Block(cin if j == 0 else cout, cout, 2 if i and not j else 1) for j in range(3)
+            ]
+            setattr(self, f"layer{i + 1}", torch.nn.Sequential(*blocks))
+            cin = cout
+        self.linear = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(x.mean((2, 3)))
+
+
+@pytest.mark.skipif(not AKAMASTER.is_file(), reason="no akamaster checkpoint in DLA_DATA_ARCHIVES")
+def test_pretrained_resnet20_classifies_real_cifar10_like_an_independent_implementation(
+    real_data_dir,
+):
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from common.data import CIFAR10DataModule
+
+    if not (real_data_dir / "cifar10" / "test").is_dir():
+        pytest.skip("CIFAR-10 not unpacked: run `make data`")
+    data = CIFAR10DataModule(data_dir=str(real_data_dir))
+    data.setup()
+    images, targets = data.splits["test"].images[::20], data.splits["test"].targets[::20]
+    ours = resnet20("akamaster", str(AKAMASTER)).eval()
+    with torch.inference_mode():
+        our_predictions = ours(images.float() / 255).argmax(1)
+
+    # the independent path: PIL decoding, torchvision transforms, akamaster's own module names
+    reference = AkamasterResNet20().eval()
+    state = torch.load(AKAMASTER, map_location="cpu", weights_only=True)["state_dict"]
+    reference.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    transform = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    files = sorted((real_data_dir / "cifar10" / "test").glob("*/*.jpg"))[::20]
+    pixels = torch.stack([transform(Image.open(f).convert("RGB")) for f in files])
+    with torch.inference_mode():
+        reference_predictions = reference(pixels).argmax(1)
+
+    assert torch.equal(our_predictions, reference_predictions)
+    accuracy = (our_predictions == targets).float().mean().item()
+    assert 0.76 < accuracy < 0.86  # 81.0 % on the full JPEG test set; 500 images here

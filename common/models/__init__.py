@@ -1,5 +1,6 @@
 """Networks and layers shared by more than one lab (plain ``nn.Module``s)."""
 
 from common.models.normalize import Normalize, find_normalize
+from common.models.resnet import BasicBlock, CifarResNet
 
-__all__ = ["Normalize", "find_normalize"]
+__all__ = ["BasicBlock", "CifarResNet", "Normalize", "find_normalize"]

@@ -13,11 +13,13 @@ unexpected.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from common.data.sources import ARCHIVES_ENV
 from common.models.resnet import CifarResNet
 
 CHENYAOFO_URL = (
@@ -62,6 +64,20 @@ def load_weights(model: CifarResNet, state: dict[str, torch.Tensor], source: str
     model.load_state_dict(state, strict=False)
 
 
+def _find_weights(path: str) -> str:
+    """``path``, or the file of that name in ``$DLA_DATA_ARCHIVES/weights`` (offline machines)."""
+    if Path(path).is_file():
+        return path
+    archives = os.environ.get(ARCHIVES_ENV)
+    fallback = Path(archives, "weights", Path(path).name) if archives else None
+    if fallback is not None and fallback.is_file():
+        return str(fallback)
+    raise FileNotFoundError(
+        f"pretrained weights not found at {path}"
+        + (f" nor {fallback}" if fallback else f" (set {ARCHIVES_ENV} to a folder with weights/)")
+    )
+
+
 def resnet20(
     weights: Literal["akamaster", "chenyaofo"] | None = None,
     path: str | None = None,
@@ -84,12 +100,12 @@ def resnet20(
         raise ValueError(f"unknown weights {weights!r}; choose one of {sorted(FORMATS)}")
     model = CifarResNet((3, 3, 3), num_classes=num_classes, **FORMATS[weights])
     if path is not None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{weights} weights not found at {path}")
+        path = _find_weights(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     elif weights == "chenyaofo":
-        checkpoint = torch.hub.load_state_dict_from_url(CHENYAOFO_URL, map_location="cpu",
-                                                        weights_only=True)
+        checkpoint = torch.hub.load_state_dict_from_url(
+            CHENYAOFO_URL, map_location="cpu", weights_only=True
+        )
     else:
         raise ValueError("akamaster weights need `path` (e.g. data/weights/resnet20-12fca82f.th)")
     load_weights(model, checkpoint.get("state_dict", checkpoint), weights)

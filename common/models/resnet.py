@@ -128,8 +128,11 @@ class CifarResNet(nn.Module):
             layers[f"layer{stage + 1}"] = nn.Sequential(*blocks)
         self.features = nn.Sequential(layers)
         self.classifier = nn.Sequential(
-            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                        linear=nn.Linear(channels, num_classes))
+            OrderedDict(
+                pool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(),
+                linear=nn.Linear(channels, num_classes),
+            )
         )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
