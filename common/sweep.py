@@ -172,7 +172,9 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
-    grid = [(name, value) for name in cfg.experiments for value in cfg["values"]]
+    # list values (e.g. blocks per stage) become their JSON text: usable as keys and CLI values
+    values = [json.dumps(v) if isinstance(v, list) else v for v in cfg["values"]]
+    grid = [(name, value) for name in cfg.experiments for value in values]
     start = time.perf_counter()
 
     def launch(cell: tuple[str, Any]) -> dict:
@@ -193,12 +195,10 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
         f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
     )
     write_table(
-        Path(cfg.table), results, list(cfg.experiments), cfg["values"], cfg.parameter_label, header
+        Path(cfg.table), results, list(cfg.experiments), values, cfg.parameter_label, header
     )
     if cfg.figure:
-        panels = gradient_norm_panels(
-            results, list(cfg.experiments), cfg["values"], cfg.parameter_label
-        )
+        panels = gradient_norm_panels(results, list(cfg.experiments), values, cfg.parameter_label)
         plot_gradient_norms(panels, cfg.figure, title="gradient norm vs layer depth")
     if cfg.curves:
         curves = {
