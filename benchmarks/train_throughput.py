@@ -74,7 +74,6 @@ def fit_rate(steps: int, precision: str) -> tuple[float, int]:
             f"--trainer.limit_train_batches={steps + warmup}",
             "--trainer.limit_val_batches=0",
             "--trainer.logger=false",
-            "--trainer.enable_checkpointing=false",
             "--trainer.default_root_dir=/tmp/train_throughput",
         ],
         run=False,
