@@ -69,15 +69,18 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
     result: dict[str, Any] = {"args": args}
     start = time.perf_counter()
     with open(run_dir / "sweep.log", "w") as out:
-        fit = subprocess.run([*base, "fit", *common], stdout=out, stderr=subprocess.STDOUT, env=env)
+        returncode = subprocess.run(
+            [*base, "fit", *common], stdout=out, stderr=subprocess.STDOUT, env=env
+        ).returncode
         result["fit_seconds"] = time.perf_counter() - start
-        test = fit.returncode == 0 and subprocess.run(
-            [*base, "test", *common, "--ckpt_path=best"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    if fit.returncode != 0 or test.returncode != 0:
+        if returncode == 0:
+            returncode = subprocess.run(
+                [*base, "test", *common, "--ckpt_path=best"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            ).returncode
+    if returncode != 0:
         lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
         errors = [line for line in lines if "error" in line.lower()] or lines
         result["status"] = f"failed: {errors[-1].strip()[:160]}"

@@ -130,7 +130,8 @@ def test_test_best_reads_the_checkpoint_of_the_fit_run(tmp_path):
     assert 0.0 <= float(rows[-1]["test/acc"]) <= 1.0
 
 
-def test_missing_best_checkpoint_is_one_clear_line(tmp_path):
+def _test_error_message(tmp_path, ckpt_path: str) -> str:
+    """Run `test` with ``ckpt_path``; return the one-line error it must exit with."""
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
     with pytest.raises(SystemExit) as error:
         main(
@@ -139,29 +140,23 @@ def test_missing_best_checkpoint_is_one_clear_line(tmp_path):
                 "test",
                 f"--config={config}",
                 f"--trainer.default_root_dir={tmp_path}",
-                "--ckpt_path=best",
+                f"--ckpt_path={ckpt_path}",
                 *fake_data_args(config),
             ],
         )
-    assert "does not exist; run `fit`" in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_best_checkpoint_is_one_clear_line(tmp_path):
+    assert "does not exist; run `fit`" in _test_error_message(tmp_path, "best")
 
 
 def test_corrupt_checkpoint_is_one_clear_line_and_is_left_alone(tmp_path):
-    config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit) as error:
-        main(
-            "lab1",
-            [
-                "test",
-                f"--config={config}",
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--ckpt_path={broken}",
-                *fake_data_args(config),
-            ],
-        )
-    assert "cannot be read" in str(error.value) and "\n" not in str(error.value)
+    assert "cannot be read" in _test_error_message(tmp_path, str(broken))
     assert broken.read_bytes() == b"not a checkpoint"
 
 
