@@ -112,6 +112,11 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, batch_idx, "test")
 
+    def on_train_start(self) -> None:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        for logger in self.loggers:  # a constant: logged once, for tables of runs
+            logger.log_metrics({"trainable_params": trainable}, step=self.global_step)
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
@@ -124,8 +129,14 @@ class ImageClassifier(L.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self(batch[0]).softmax(dim=-1)
 
+    def parameter_groups(self) -> list[dict]:
+        """What the optimizer trains; a group's ``lr_factor`` scales the optimizer's lr for it."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
+        optimizer = self.optimizer(self.parameter_groups())
+        for group in optimizer.param_groups:
+            group["lr"] *= group.get("lr_factor", 1.0)
         if self.lr_schedule == "constant":
             return optimizer
         total_steps = self.trainer.estimated_stepping_batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -137,16 +138,25 @@ def _check_checkpoint(path: str) -> None:
 
 
 def main(package: str, args: list[str] | None = None) -> None:
-    """Entry point of ``python -m <package>``: LightningCLI subcommands plus ``sweep``."""
+    """Entry point of ``python -m <package>``: LightningCLI subcommands, ``sweep`` and the lab's
+    own commands (``<package>.COMMANDS``: name → module whose ``main(argv)`` runs it, imported
+    only when used)."""
     if not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")
     torch.set_float32_matmul_precision("high")
-    if (sys.argv[1:] if args is None else args)[:1] == ["sweep"]:
-        from common.sweep import run_sweep
-
-        run_sweep(package, (sys.argv[2:] if args is None else args[1:]))
-        return
+    argv = sys.argv[1:] if args is None else args
+    commands = {
+        "sweep": "common.sweep",
+        **getattr(importlib.import_module(package), "COMMANDS", {}),
+    }
     try:
-        LabCLI(args=args)
+        if argv[:1] and argv[0] in commands:
+            module = importlib.import_module(commands[argv[0]])
+            if argv[0] == "sweep":
+                module.run_sweep(package, argv[1:])
+            else:
+                module.main(argv[1:])
+            return
+        LabCLI(args=argv)
     except DatasetNotFoundError as error:
         raise SystemExit(f"error: {error}") from None

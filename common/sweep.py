@@ -64,36 +64,43 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
             return saved
     run_dir.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", package]
-    common = [*args, f"--trainer.default_root_dir={run_dir}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     result: dict[str, Any] = {"args": args}
+    own_command = bool(args) and not args[0].startswith("-")
+    if own_command:  # a lab command (e.g. `baseline`) that writes run_dir/metrics.json
+        commands = [[*base, *args, f"--run_dir={run_dir}"]]
+    else:
+        common = [*args, f"--trainer.default_root_dir={run_dir}"]
+        commands = [[*base, "fit", *common], [*base, "test", *common, "--ckpt_path=best"]]
     start = time.perf_counter()
+    returncode = 0
     with open(run_dir / "sweep.log", "w") as out:
-        returncode = subprocess.run(
-            [*base, "fit", *common], stdout=out, stderr=subprocess.STDOUT, env=env
-        ).returncode
-        result["fit_seconds"] = time.perf_counter() - start
-        if returncode == 0:
+        for command in commands:
             returncode = subprocess.run(
-                [*base, "test", *common, "--ckpt_path=best"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
+                command, stdout=out, stderr=subprocess.STDOUT, env=env
             ).returncode
+            result.setdefault("fit_seconds", time.perf_counter() - start)
+            if returncode != 0:
+                break
     if returncode != 0:
         lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
         errors = [line for line in lines if "error" in line.lower()] or lines
         result["status"] = f"failed: {errors[-1].strip()[:160]}"
         return result
-    fit_rows = _newest_metrics(run_dir, "train/loss")
-    result.update(
-        status="ok",
-        test_acc=_last_value(_newest_metrics(run_dir, "test/acc"), "test/acc"),
-        best_val_acc=max((float(r["val/acc"]) for r in fit_rows if r.get("val/acc")), default=None),
-        final_train_loss=_last_value(fit_rows, "train/loss"),
-        val_curve=[(int(r["epoch"]), float(r["val/acc"])) for r in fit_rows if r.get("val/acc")],
-        grad_norms=_grad_norms(run_dir),
-    )
+    result["status"] = "ok"
+    if own_command:
+        result.update(json.loads((run_dir / "metrics.json").read_text()))
+    else:
+        fit_rows = _newest_metrics(run_dir, "train/loss")
+        val_acc = [(int(r["epoch"]), float(r["val/acc"])) for r in fit_rows if r.get("val/acc")]
+        result.update(
+            test_acc=_last_value(_newest_metrics(run_dir, "test/acc"), "test/acc"),
+            best_val_acc=max((acc for _, acc in val_acc), default=None),
+            final_train_loss=_last_value(fit_rows, "train/loss"),
+            trainable_params=_last_value(fit_rows, "trainable_params"),
+            val_curve=val_acc,
+            grad_norms=_grad_norms(run_dir),
+        )
     done.write_text(json.dumps(result, indent=1))
     return result
 
@@ -111,6 +118,14 @@ def write_table(
     header: str,
 ) -> None:
     lines = [header, "", f"Test accuracy (rows: model, columns: {parameter_label}).", ""]
+    baselines = [(name, r) for (name, value), r in results.items() if name not in experiments]
+    if baselines:
+        lines[-1:-1] = [
+            "Baselines: "
+            + "; ".join(f"{name} {_fmt(r.get('test_acc'))}" for name, r in baselines)
+            + ".",
+            "",
+        ]
     lines.append("| model | " + " | ".join(f"{parameter_label} {v}" for v in values) + " |")
     lines.append("|---|" + "---:|" * len(values))
     for name in experiments:
@@ -124,13 +139,16 @@ def write_table(
         "Every run:",
         "",
         f"| model | {parameter_label} | test acc | best val acc | final train loss | "
-        "fit wall time (s) | status |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "trainable params | fit wall time (s) | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (name, value), r in results.items():
+        params = r.get("trainable_params")
         lines.append(
-            f"| {name} | {value} | {_fmt(r.get('test_acc'))} | {_fmt(r.get('best_val_acc'))} | "
-            f"{_fmt(r.get('final_train_loss'))} | {_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
+            f"| {name} | {value} | {_fmt(r.get('test_acc'))} | "
+            f"{_fmt(r.get('best_val_acc', r.get('val_acc')))} | "
+            f"{_fmt(r.get('final_train_loss'))} | {'–' if params is None else f'{params:,.0f}'} | "
+            f"{_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -165,6 +183,13 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     parser.add_argument("--parameter", type=str, required=True, help="CLI key that is swept")
     parser.add_argument("--parameter_label", type=str, default="value")
     parser.add_argument("--values", type=list[Any], required=True)
+    parser.add_argument(
+        "--baselines",
+        type=dict[str, list[str]],
+        default={},
+        help="row name -> arguments of a run outside the grid (no --args added), listed first; "
+        "a lab command such as `baseline --config=...` instead of `--config=...` runs once",
+    )
     parser.add_argument("--args", type=list[str], default=[], help="extra arguments of every run")
     parser.add_argument("--run_dir", type=str, required=True, help="runs go to run_dir/<row>_<v>")
     parser.add_argument("--table", type=str, required=True, help="markdown table to write")
@@ -177,13 +202,17 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     # list values (e.g. blocks per stage) become their JSON text: usable as keys and CLI values
     values = [json.dumps(v) if isinstance(v, list) else v for v in cfg["values"]]
-    grid = [(name, value) for name in cfg.experiments for value in values]
+    grid = [(name, "–") for name in cfg.baselines]
+    grid += [(name, value) for name in cfg.experiments for value in values]
     start = time.perf_counter()
 
     def launch(cell: tuple[str, Any]) -> dict:
         name, value = cell
-        args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
-        run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{_slug(str(value))}"
+        if name in cfg.baselines:
+            args, run_dir = cfg.baselines[name], Path(cfg.run_dir) / _slug(name)
+        else:
+            args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
+            run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{_slug(str(value))}"
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
         result = run_one(package, args, run_dir, threads)
         log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.models.pretrained import CheckpointMismatchError, load_weights, resnet20
+from common.models.pretrained import CheckpointMismatchError, ResNet20, load_weights
 from common.models.resnet import BasicBlock, CifarResNet, ZeroPadShortcut
 from tests.conftest import REPO
 
@@ -80,7 +80,7 @@ def test_mismatched_checkpoint_names_the_keys():
 
 @pytest.mark.skipif(not AKAMASTER.is_file(), reason="no akamaster checkpoint in DLA_DATA_ARCHIVES")
 def test_real_akamaster_checkpoint_loads_with_imagenet_statistics():
-    model = resnet20("akamaster", str(AKAMASTER))
+    model = ResNet20("akamaster", str(AKAMASTER))
     normalize = model.features.normalize
     assert torch.allclose(normalize.mean, torch.tensor([0.485, 0.456, 0.406]))
     assert isinstance(model.features.layer2[0].shortcut, ZeroPadShortcut)
@@ -140,7 +140,7 @@ def test_pretrained_resnet20_classifies_real_cifar10_like_an_independent_impleme
     data = CIFAR10DataModule(data_dir=str(real_data_dir))
     data.setup()
     images, targets = data.splits["test"].images[::20], data.splits["test"].targets[::20]
-    ours = resnet20("akamaster", str(AKAMASTER)).eval()
+    ours = ResNet20("akamaster", str(AKAMASTER)).eval()
     with torch.inference_mode():
         our_predictions = ours(images.float() / 255).argmax(1)
 

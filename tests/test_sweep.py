@@ -1,5 +1,7 @@
 """The depth-study sweep, on FakeData: table, figure, and a failed run that loses nothing."""
 
+import yaml
+
 from common.cli import main
 from tests.conftest import REPO
 
@@ -63,3 +65,35 @@ def test_cnn_depth_sweep_runs_on_fake_data_and_draws_the_curves(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert table.count("| ok |") == 2, table
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_finetune_sweep_puts_the_baselines_first_and_counts_trainable_parameters(tmp_path):
+    fake = ["--data=common.data.FakeDataModule", "--data.train_size=64", "--data.val_size=32"]
+    svm = ["baseline", f"--config={REPO / 'configs/lab1/transfer/svm_baseline.yaml'}", *fake]
+    sweep = yaml.safe_load((REPO / "configs/lab1/sweeps/finetune.yaml").read_text())
+    adamw = sweep["experiments"]["AdamW"]
+    main(
+        "lab1",
+        [
+            "sweep",
+            f"--config={REPO / 'configs/lab1/sweeps/finetune.yaml'}",
+            f"--baselines={{'linear SVM': {svm}}}",
+            f"--experiments={{'AdamW': {adamw}}}",
+            "--values=[head]",
+            f"--args={[*fake, '--data.batch_size=32', '--trainer.max_epochs=1']}",
+            f"--run_dir={tmp_path / 'runs'}",
+            f"--table={tmp_path / 'table.md'}",
+            f"--curves={tmp_path / 'curves.png'}",
+        ],
+    )
+    table = (tmp_path / "table.md").read_text()
+    every_run = table.split("Every run:")[1].splitlines()
+    rows = [
+        line.split("|")[1:-1] for line in every_run if line.startswith("| ") and "---" not in line
+    ]
+    names = [cells[0].strip() for cells in rows[1:]]
+    assert names == ["linear SVM", "AdamW"]
+    params = {cells[0].strip(): cells[5].strip() for cells in rows[1:]}
+    assert params == {"linear SVM": "650", "AdamW": "650"}  # 64·10 + 10: the head only
+    assert all(cells[-1].strip() == "ok" for cells in rows[1:])
+    assert "Baselines: linear SVM" in table

@@ -6,6 +6,7 @@ from common.data.datasets import (
     CIFAR10DataModule,
     CIFAR100DataModule,
     FakeDataModule,
+    ImagenetteDataModule,
     MNISTDataModule,
 )
 from common.data.sources import DatasetNotFoundError, ImageTensors, load_split
@@ -18,6 +19,7 @@ __all__ = [
     "FakeDataModule",
     "ImageDataModule",
     "ImageTensors",
+    "ImagenetteDataModule",
     "MNISTDataModule",
     "TensorImageDataset",
     "load_split",

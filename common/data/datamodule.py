@@ -87,8 +87,9 @@ class ImageDataModule(L.LightningDataModule):
     image_shape: tuple[int, int, int] = (3, 32, 32)
     mean: tuple[float, ...] = ()  #: per-channel statistics of the training images
     std: tuple[float, ...] = ()
-    default_classes: tuple[str, ...] = ()  #: class names in label order
+    default_classes: tuple[str, ...] = ()  #: class folder names in label order
     split_dirs: dict[str, str] = {"train": "train", "test": "test"}  #: folder of each split
+    resize: int | None = None  #: resize image folders to resize × resize on decoding
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class ImageDataModule(L.LightningDataModule):
             self.image_shape[0],
             torchvision_loader=partial(self.from_torchvision, train=split == "train"),
             download=self.download,
+            size=self.resize,
         )
         return self.select(tensors)
 
@@ -141,6 +143,7 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> list[str]:
+        """Readable class names in label order (for tables and figures)."""
         return list(self.default_classes)
 
     @property
@@ -159,10 +162,11 @@ class ImageDataModule(L.LightningDataModule):
             return
         train, test = self.load("train"), self.load("test")
         for split in (train, test):
-            if split.classes != self.class_names:
+            if split.classes != list(self.default_classes):
                 raise ValueError(
                     f"{self.name}: class folders {split.classes} do not match the expected "
-                    f"classes {self.class_names}; check the layout of {self.data_dir}/{self.name}"
+                    f"classes {list(self.default_classes)}; check the layout of "
+                    f"{self.data_dir}/{self.name}"
                 )
         if not 0 <= self.val_size < len(train):
             raise ValueError(f"val_size={self.val_size} must be in [0, {len(train)})")

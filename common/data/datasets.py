@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from common.data.datamodule import ImageDataModule
-from common.data.sources import ImageTensors
+from common.data.sources import ImageTensors, decode_image_folder
 
 
 def _from_torchvision(
@@ -100,6 +100,72 @@ class CIFAR100DataModule(ImageDataModule):
     def from_torchvision(self, root: Path, train: bool, download: bool) -> ImageTensors:
         dataset = torchvision.datasets.CIFAR100(root, train=train, download=download)
         return _from_torchvision(dataset, dataset.classes)
+
+    def select(self, tensors: ImageTensors) -> ImageTensors:
+        return tensors.subset(list(self.default_classes))
+
+
+IMAGENETTE_CLASSES = {  # wnid -> (readable name, ImageNet-1k index), as in classes.tsv
+    "n01440764": ("tench", 0),
+    "n02102040": ("English springer", 217),
+    "n02979186": ("cassette player", 482),
+    "n03000684": ("chain saw", 491),
+    "n03028079": ("church", 497),
+    "n03394916": ("French horn", 566),
+    "n03417042": ("garbage truck", 569),
+    "n03425413": ("gas pump", 571),
+    "n03445777": ("golf ball", 574),
+    "n03888257": ("parachute", 701),
+}
+
+
+class ImagenetteDataModule(ImageDataModule):
+    """Imagenette (10 easy ImageNet classes), resized once to ``image_size`` on decoding.
+
+    Its ``val`` split serves as the test split; validation images come from ``train``
+    (``val_size``). Class folders are wnids; :attr:`class_names` are the readable names.
+
+    Args:
+        image_size: side of the square images (32 to stand in for CIFAR, 128-224 for CAM).
+        exclude: classes to drop, by readable name or wnid (e.g. those overlapping CIFAR-10).
+        **kwargs: see :class:`ImageDataModule`.
+    """
+
+    name = "imagenette"
+    mean = (0.485, 0.456, 0.406)  # ImageNet statistics
+    std = (0.229, 0.224, 0.225)
+    split_dirs = {"train": "train", "test": "val"}
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        exclude: list[str] | None = None,
+        val_size: int = 1000,
+        **kwargs,
+    ) -> None:
+        super().__init__(val_size=val_size, **kwargs)
+        self.resize = image_size
+        self.image_shape = (3, image_size, image_size)
+        wnid_of = {name: wnid for wnid, (name, _) in IMAGENETTE_CLASSES.items()}
+        unknown = sorted(set(exclude or []) - set(wnid_of) - set(IMAGENETTE_CLASSES))
+        if unknown:
+            raise ValueError(f"not Imagenette classes: {unknown}; valid names: {sorted(wnid_of)}")
+        dropped = {wnid_of.get(name, name) for name in exclude or []}
+        self.default_classes = tuple(w for w in IMAGENETTE_CLASSES if w not in dropped)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [IMAGENETTE_CLASSES[wnid][0] for wnid in self.default_classes]
+
+    @property
+    def imagenet_indices(self) -> list[int]:
+        """ImageNet-1k class index of each label (to read an ImageNet model's logits)."""
+        return [IMAGENETTE_CLASSES[wnid][1] for wnid in self.default_classes]
+
+    def from_torchvision(self, root: Path, train: bool, download: bool) -> ImageTensors:
+        split = "train" if train else "val"
+        torchvision.datasets.Imagenette(root, split=split, size="320px", download=download)
+        return decode_image_folder(root / "imagenette2-320" / split, 3, self.resize)
 
     def select(self, tensors: ImageTensors) -> ImageTensors:
         return tensors.subset(list(self.default_classes))

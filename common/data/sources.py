@@ -8,8 +8,9 @@ Sources are tried in this order:
    unpacked into ``data_dir`` and then read as 1.;
 3. torchvision's own files under ``data_dir/<name>/torchvision``, downloaded when online.
 
-Whatever the source, the decoded split is cached as ``data_dir/<name>/<split>.uint8.pt`` so that
-the next run loads it in a fraction of a second.
+Whatever the source, the decoded split is cached as ``data_dir/<name>/<split>.uint8.pt`` (or
+``<split>.<size>px.uint8.pt`` when images are resized on decoding) so that the next run loads it in
+a fraction of a second.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as F
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,14 @@ def _list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, targets, classes
 
 
-def decode_image_folder(root: Path, channels: int, workers: int | None = None) -> ImageTensors:
+def decode_image_folder(
+    root: Path, channels: int, size: int | None = None, workers: int | None = None
+) -> ImageTensors:
     """Decode every image of an ImageFolder root into one uint8 tensor.
 
     Decoding uses ``torchvision.io`` (libpng/libjpeg in C++, GIL released) on a thread pool.
+    With ``size``, each image is resized (shorter side, antialiased) and centre-cropped to
+    ``size × size`` right after decoding, so images of any size stack into one tensor.
     """
     files, targets, classes = _list_image_folder(root)
     if not files:
@@ -81,7 +87,10 @@ def decode_image_folder(root: Path, channels: int, workers: int | None = None) -
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
 
     def decode(path: Path) -> torch.Tensor:
-        return decode_image(str(path), mode=mode)
+        image = decode_image(str(path), mode=mode)
+        if size is not None:
+            image = F.center_crop(F.resize(image, [size], antialias=True), [size, size])
+        return image
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         images = list(pool.map(decode, files, chunksize=256))
@@ -108,13 +117,15 @@ def load_split(
     channels: int,
     torchvision_loader: Callable[[Path, bool], ImageTensors] | None = None,
     download: bool = True,
+    size: int | None = None,
 ) -> ImageTensors:
     """Return a split as uint8 tensors, from the cache or the first source that has it.
 
-    ``torchvision_loader(root, download)`` reads torchvision's own files (source 3).
+    ``torchvision_loader(root, download)`` reads torchvision's own files (source 3); ``size``
+    resizes image folders on decoding (see :func:`decode_image_folder`).
     """
     dataset_dir = Path(data_dir) / name
-    cache = dataset_dir / f"{split}.uint8.pt"
+    cache = dataset_dir / (f"{split}.uint8.pt" if size is None else f"{split}.{size}px.uint8.pt")
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("format") == CACHE_FORMAT:
@@ -125,7 +136,7 @@ def load_split(
     if not folder.is_dir():
         unpack_archive(name, Path(data_dir))
     if folder.is_dir():
-        tensors = decode_image_folder(folder, channels)
+        tensors = decode_image_folder(folder, channels, size)
     elif torchvision_loader is not None:
         try:
             tensors = torchvision_loader(root=dataset_dir / "torchvision", download=download)

@@ -78,12 +78,11 @@ def _find_weights(path: str) -> str:
     )
 
 
-def resnet20(
-    weights: Literal["akamaster", "chenyaofo"] | None = None,
-    path: str | None = None,
-    num_classes: int = 10,
-) -> CifarResNet:
+class ResNet20(CifarResNet):
     """ResNet-20 (0.27 M parameters), optionally with pretrained CIFAR-10 weights.
+
+    A class rather than a factory function so that configs can override its arguments (and
+    those of modules that wrap it) from the command line.
 
     Args:
         weights: ``None`` (random init, projection shortcuts, statistics from the data),
@@ -92,21 +91,28 @@ def resnet20(
         num_classes: outputs (must be 10 with pretrained weights).
 
     Example:
-        >>> model = resnet20("akamaster", "data/weights/resnet20-12fca82f.th")  # doctest: +SKIP
+        >>> model = ResNet20("akamaster", "data/weights/resnet20-12fca82f.th")  # doctest: +SKIP
     """
-    if weights is None:
-        return CifarResNet((3, 3, 3), num_classes=num_classes)
-    if weights not in FORMATS:
-        raise ValueError(f"unknown weights {weights!r}; choose one of {sorted(FORMATS)}")
-    model = CifarResNet((3, 3, 3), num_classes=num_classes, **FORMATS[weights])
-    if path is not None:
-        path = _find_weights(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    elif weights == "chenyaofo":
-        checkpoint = torch.hub.load_state_dict_from_url(
-            CHENYAOFO_URL, map_location="cpu", weights_only=True
-        )
-    else:
-        raise ValueError("akamaster weights need `path` (e.g. data/weights/resnet20-12fca82f.th)")
-    load_weights(model, checkpoint.get("state_dict", checkpoint), weights)
-    return model
+
+    def __init__(
+        self,
+        weights: Literal["akamaster", "chenyaofo"] | None = None,
+        path: str | None = None,
+        num_classes: int = 10,
+    ) -> None:
+        if weights is not None and weights not in FORMATS:
+            raise ValueError(f"unknown weights {weights!r}; choose one of {sorted(FORMATS)}")
+        super().__init__((3, 3, 3), num_classes=num_classes, **FORMATS.get(weights, {}))
+        if weights is None:
+            return
+        if path is not None:
+            checkpoint = torch.load(_find_weights(path), map_location="cpu", weights_only=True)
+        elif weights == "chenyaofo":
+            checkpoint = torch.hub.load_state_dict_from_url(
+                CHENYAOFO_URL, map_location="cpu", weights_only=True
+            )
+        else:
+            raise ValueError(
+                "akamaster weights need `path` (e.g. data/weights/resnet20-12fca82f.th)"
+            )
+        load_weights(self, checkpoint.get("state_dict", checkpoint), weights)
