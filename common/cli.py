@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
 from common.data.sources import DatasetNotFoundError
 
 log = logging.getLogger(__name__)

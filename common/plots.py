@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -74,4 +75,29 @@ def plot_curves(
         ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_cam_grid(
+    images: torch.Tensor,
+    overlays: torch.Tensor,
+    titles: Sequence[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Image and CAM overlay side by side, one pair per image, labelled with ``titles``."""
+    n = len(images)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2.6 * 2 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        row, col = divmod(i, cols)
+        image = images[i].expand(3, -1, -1) if images.shape[1] == 1 else images[i]
+        axes[row][2 * col].imshow(image.permute(1, 2, 0).float().cpu().numpy())
+        axes[row][2 * col + 1].imshow(overlays[i].permute(1, 2, 0).float().cpu().numpy())
+        axes[row][2 * col].set_title(titles[i], fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

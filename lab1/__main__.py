@@ -1,4 +1,4 @@
-"""``python -m lab1 fit|validate|test|predict|sweep|baseline --config configs/lab1/...yaml``."""
+"""``python -m lab1 fit|validate|test|predict|sweep|baseline|cam --config configs/lab1/...yaml``."""
 
 from common.cli import main
 

@@ -72,6 +72,16 @@ def _list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, targets, classes
 
 
+def read_image(path: str | Path, channels: int = 3, size: int | None = None) -> torch.Tensor:
+    """One image file as uint8 (C, H, W); with ``size``, resized (shorter side) and centre-cropped
+    to ``size × size``."""
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    image = decode_image(str(path), mode=mode, apply_exif_orientation=True)
+    if size is not None:
+        image = F.center_crop(F.resize(image, [size], antialias=True), [size, size])
+    return image
+
+
 def decode_image_folder(
     root: Path, channels: int, size: int | None = None, workers: int | None = None
 ) -> ImageTensors:
@@ -84,13 +94,9 @@ def decode_image_folder(
     files, targets, classes = _list_image_folder(root)
     if not files:
         raise DatasetNotFoundError(f"no images under {root}; expected {root}/<class>/*.png|jpg")
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
 
     def decode(path: Path) -> torch.Tensor:
-        image = decode_image(str(path), mode=mode)
-        if size is not None:
-            image = F.center_crop(F.resize(image, [size], antialias=True), [size, size])
-        return image
+        return read_image(path, channels, size)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         images = list(pool.map(decode, files, chunksize=256))
