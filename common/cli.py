@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
 from common.data.sources import DatasetNotFoundError
+from common.models.pretrained import CheckpointMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -159,5 +160,6 @@ def main(package: str, args: list[str] | None = None) -> None:
                 module.main(argv[1:])
             return
         LabCLI(args=argv)
-    except DatasetNotFoundError as error:
+    except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError) as error:
+        # what a user fixes (a path, a download, a checkpoint): one line, no traceback
         raise SystemExit(f"error: {error}") from None

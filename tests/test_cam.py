@@ -103,3 +103,12 @@ def test_cam_command_on_an_image_folder_and_its_errors(tmp_path, capsys):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(SystemExit, match="notes.png is not a readable image"):
         main("lab1", [*args, f"--images=[{tmp_path / 'notes.png'}]"])
+
+
+def test_imagenet_cam_config_says_how_to_get_the_weights_offline(monkeypatch):
+    monkeypatch.setattr(
+        "torchvision.models._api.WeightsEnum.get_state_dict",
+        lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no internet")),
+    )
+    with pytest.raises(SystemExit, match="cannot download resnet18 weights .* pass weights_path"):
+        main("lab1", ["cam", f"--config={REPO / 'configs/lab1/cam/imagenette_resnet18.yaml'}"])

@@ -122,12 +122,13 @@ def test_svm_picks_c_on_validation_and_scores_the_test_split():
     assert fit_svm(features, [1.0], seed=0)["test_acc"] < 0.2
 
 
-def test_baseline_command_runs_on_fake_data(tmp_path):
+@pytest.mark.parametrize("config", ["svm_baseline.yaml", "svm_baseline_cifar100.yaml"])
+def test_baseline_command_runs_on_fake_data(config, tmp_path):
     main(
         "lab1",
         [
             "baseline",
-            f"--config={REPO / 'configs/lab1/transfer/svm_baseline.yaml'}",
+            f"--config={REPO / 'configs/lab1/transfer' / config}",
             "--data=common.data.FakeDataModule",
             "--data.train_size=60",
             "--data.val_size=20",

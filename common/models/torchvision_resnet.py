@@ -50,7 +50,7 @@ class TorchvisionResNet(nn.Module):
                 num_classes=1000 if pretrained else num_classes,
             )
         except (OSError, RuntimeError) as error:  # no internet: urllib errors are OSErrors
-            raise RuntimeError(
+            raise FileNotFoundError(
                 f"cannot download {arch} weights {weights} ({type(error).__name__}); offline, "
                 "download them elsewhere and pass weights_path"
             ) from None
