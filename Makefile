@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 data: env
-	$(PY) -m common.data mnist cifar10
+	$(PY) -m common.data mnist cifar10 imagenette
 
 run: env
 	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml

@@ -106,6 +106,12 @@ class FineTuneClassifier(ImageClassifier):
             module.eval()  # batch-norm statistics of the frozen part stay those of the source
         return self
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning restores each submodule's saved mode around validation rather than calling
+        # `train()`, and its first snapshot is taken with everything in train mode
+        for module in self.frozen:
+            module.eval()
+
     def parameter_groups(self) -> list[dict]:
         head = {"params": list(self.model.classifier.parameters())}
         backbone = [p for m in self.trained_backbone for p in m.parameters()]

@@ -2,12 +2,13 @@
 
 import json
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
 from common.cli import main
-from common.data import ImagenetteDataModule
+from common.data import FakeDataModule, ImagenetteDataModule
 from common.data.datasets import IMAGENETTE_CLASSES
 from common.models import CifarResNet
 from lab1.finetune import STRATEGIES, FineTuneClassifier, trainable_backbone
@@ -141,3 +142,28 @@ def test_baseline_command_runs_on_fake_data(config, tmp_path):
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert 0 <= result["test_acc"] <= 1 and result["trainable_params"] == 64 * 3 + 3
     assert (tmp_path / "features.pt").is_file()
+
+
+def test_frozen_batch_norm_statistics_survive_a_lightning_fit():
+    """Lightning restores saved module modes around validation; frozen BN must stay in eval."""
+    source = tiny_resnet()
+    module = FineTuneClassifier(tiny_resnet(), num_classes=3, strategy="last_block")
+    module.model.features.load_state_dict(source.features.state_dict())
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, FakeDataModule(image_shape=(3, 16, 16), num_classes=3, val_size=32))
+    features = module.model.features
+    assert torch.equal(features.bn1.running_mean, source.features.bn1.running_mean)
+    assert torch.equal(
+        features.layer2[0].bn1.running_var, source.features.layer2[0].bn1.running_var
+    )
+    assert not torch.equal(
+        features.layer3[0].bn1.running_mean, source.features.layer3[0].bn1.running_mean
+    )

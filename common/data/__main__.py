@@ -1,11 +1,23 @@
-"""``python -m common.data mnist cifar10 …``: fetch/unpack and decode datasets once (cached)."""
+"""``python -m common.data mnist cifar10 imagenette …``: fetch/unpack and decode datasets once
+(cached; Imagenette at its default 32 px)."""
 
 import argparse
 import logging
 
-from common.data import CIFAR10DataModule, CIFAR100DataModule, DatasetNotFoundError, MNISTDataModule
+from common.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DatasetNotFoundError,
+    ImagenetteDataModule,
+    MNISTDataModule,
+)
 
-MODULES = {"mnist": MNISTDataModule, "cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}
+MODULES = {
+    "mnist": MNISTDataModule,
+    "cifar10": CIFAR10DataModule,
+    "cifar100": CIFAR100DataModule,
+    "imagenette": ImagenetteDataModule,
+}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
