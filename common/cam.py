@@ -6,6 +6,10 @@ For a network that ends in global average pooling → linear, the map of class c
 Because pooling is linear, the spatial mean of ``M_c`` plus ``b_c`` is exactly the logit of c:
 the map says where the evidence for c lies. Networks here expose ``features`` (→ ``A``) and
 ``classifier`` (pool → flatten → linear).
+
+Grad-CAM (Selvaraju et al., ICCV 2017, https://arxiv.org/abs/1610.02391) needs no such head: it
+weighs ``A_k`` by the spatial mean of ∂logit_c/∂A_k and keeps the positive part. For a GAP →
+linear head that mean is ``w_ck / (h·w)``, so Grad-CAM = ReLU(CAM) / (h·w) there.
 """
 
 from __future__ import annotations
@@ -48,6 +52,32 @@ def class_activation_maps(
     weights = head.weight.float()[classes]  # (N, K)
     cams = torch.einsum("nkhw,nk->nhw", feature_maps, weights)
     return cams, logits
+
+
+def grad_cam(
+    model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM maps (N, h, w) over ``model.features``' output, and the logits.
+
+    Works for any ``classifier`` on top of ``features``, also inside ``torch.no_grad`` or
+    ``torch.inference_mode`` (as in Lightning's test loop); parameters get no gradient.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        with torch.no_grad():
+            feature_maps = model.features(images)
+        # a clone made outside inference mode is an ordinary tensor that autograd can track
+        feature_maps = feature_maps.float().clone().requires_grad_(True)
+        logits = model.classifier(feature_maps)
+        if classes is None:
+            classes = logits.argmax(dim=1)
+        chosen = logits.gather(1, classes[:, None]).sum()
+        (gradients,) = torch.autograd.grad(chosen, feature_maps)
+    weights = gradients.mean(dim=(2, 3))  # (N, K)
+    cams = torch.einsum("nkhw,nk->nhw", feature_maps.detach(), weights).clamp_min(0)
+    return cams, logits.detach()
+
+
+METHODS = {"cam": class_activation_maps, "gradcam": grad_cam}
 
 
 def upsample(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

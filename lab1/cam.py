@@ -2,9 +2,9 @@
 
 The network (``features`` → global average pooling → linear, e.g. ``CifarResNet`` or
 ``TorchvisionResNet``) comes from the config, optionally with a ``fit`` checkpoint. Each image is
-resized and centre-cropped to ``image_size``; the grid shows image | CAM of the predicted class,
-titled with the class and its probability; Average Drop and Increase in Confidence of the maps
-are printed and saved beside the grid.
+resized and centre-cropped to ``image_size``; the grid shows image | CAM of the predicted class
+(``method: gradcam`` for Grad-CAM), titled with the class and its probability; Average Drop and
+Increase in Confidence of the maps are printed and saved beside the grid.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch import nn
 
-from common.cam import class_activation_maps, overlay, upsample
+from common.cam import METHODS, overlay, upsample
 from common.data.sources import IMAGE_SUFFIXES, read_image
 from common.metrics import explanation_confidence
 from common.plots import plot_cam_grid
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--images", type=list[str], required=True, help="files and/or folders")
     parser.add_argument("--max_images", type=int, default=12, help="evenly spaced over the list")
     parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--method", type=Literal["cam", "gradcam"], default="cam")
     parser.add_argument("--output", type=str, default="runs/cam/cam.png")
     cfg = parser.instantiate_classes(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         images = load_images(files, cfg.image_size)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    cams, logits = class_activation_maps(model, images)
+    cams, logits = METHODS[cfg.method](model, images)
     if logits.shape[1] != len(cfg.class_names):
         raise SystemExit(
             f"error: the model has {logits.shape[1]} classes but {len(cfg.class_names)} "

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.cam import class_activation_maps, overlay, upsample
+from common.cam import class_activation_maps, grad_cam, overlay, upsample
 from common.cli import main
 from common.metrics import explanation_confidence
 from common.models import CifarResNet, TorchvisionResNet
@@ -33,6 +33,20 @@ def test_spatial_mean_of_the_cam_is_the_logit_minus_the_bias(model):
     default_cams, _ = class_activation_maps(model, images)  # predicted class by default
     predicted = logits.argmax(dim=1)
     torch.testing.assert_close(default_cams, class_activation_maps(model, images, predicted)[0])
+
+
+def test_grad_cam_is_the_positive_part_of_cam_scaled_for_a_gap_linear_head():
+    torch.manual_seed(0)
+    model = CifarResNet((1, 1, 1), widths=(4, 8, 8), num_classes=5, mean=[0.5] * 3, std=[0.25] * 3)
+    model.eval()
+    images, classes = torch.rand(3, 3, 32, 32), torch.tensor([1, 3, 4])
+    cams, logits = class_activation_maps(model, images, classes)
+    with torch.inference_mode():  # as in Lightning's test loop
+        gradcams, gradcam_logits = grad_cam(model, images, classes)
+    h, w = cams.shape[-2:]
+    torch.testing.assert_close(gradcams, cams.clamp_min(0) / (h * w), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(gradcam_logits, logits)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_cam_rejects_networks_without_global_average_pooling():
@@ -69,7 +83,8 @@ def test_average_drop_and_increase_in_confidence_on_a_hand_made_model():
     assert halve["increase_in_confidence"] == 0.5
 
 
-def test_cam_export_writes_the_grid_and_logs_the_metrics(tmp_path):
+@pytest.mark.parametrize("method", ["cam", "gradcam"])
+def test_cam_export_writes_the_grid_and_logs_the_metrics(method, tmp_path):
     main(
         "lab1",
         [
@@ -77,6 +92,7 @@ def test_cam_export_writes_the_grid_and_logs_the_metrics(tmp_path):
             f"--config={REPO / 'configs/lab1/resnet20_pretrained.yaml'}",
             "--trainer.callbacks+=CAMExport",
             "--trainer.callbacks.num_images=6",
+            f"--trainer.callbacks.method={method}",
             "--trainer.limit_test_batches=1",
             f"--trainer.default_root_dir={tmp_path}",
             "--data=common.data.FakeDataModule",

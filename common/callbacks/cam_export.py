@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -10,7 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import default_collate
 
-from common.cam import class_activation_maps, overlay, upsample
+from common.cam import METHODS, overlay, upsample
 from common.metrics import explanation_confidence
 from common.plots import plot_cam_grid
 
@@ -27,6 +28,7 @@ class CAMExport(L.Callback):
         num_images: images in the grid, evenly spaced over the dataset (the same every time).
         stages: ``"validation"`` and/or ``"test"``.
         every_n_epochs: during fit, render every n-th validation.
+        method: ``"cam"`` (GAP → linear networks) or ``"gradcam"`` (any classifier head).
     """
 
     def __init__(
@@ -34,10 +36,12 @@ class CAMExport(L.Callback):
         num_images: int = 8,
         stages: tuple[str, ...] = ("validation", "test"),
         every_n_epochs: int = 1,
+        method: Literal["cam", "gradcam"] = "cam",
     ) -> None:
         self.num_images = num_images
         self.stages = stages
         self.every_n_epochs = every_n_epochs
+        self.method = method
 
     def _fixed_batch(self, trainer, pl_module, loaders) -> tuple[torch.Tensor, torch.Tensor]:
         """``num_images`` images spread evenly over the dataset (many classes, same every time)."""
@@ -64,7 +68,7 @@ class CAMExport(L.Callback):
     def _export(self, trainer, pl_module, loaders, name: str) -> None:
         images, targets = self._fixed_batch(trainer, pl_module, loaders)
         model = pl_module.model
-        cams, logits = class_activation_maps(model, images)
+        cams, logits = METHODS[self.method](model, images)
         probabilities, predicted = logits.float().softmax(dim=1).max(dim=1)
         saliency = upsample(cams, images.shape[-2:])
         class_names = getattr(trainer.datamodule, "class_names", None) or [
