@@ -5,8 +5,11 @@ import pytest
 import torch
 
 from common.classifier import ImageClassifier
-from common.data import CIFAR10DataModule, MNISTDataModule
+from common.data import CIFAR10DataModule, ImagenetteDataModule, MNISTDataModule
+from common.features import extract_features
+from common.models.pretrained import ResNet20
 from lab1.models import ResidualMLP
+from lab1.svm_baseline import fit_svm
 
 
 @pytest.mark.slow
@@ -44,3 +47,18 @@ def test_real_cifar10_decodes_to_the_documented_statistics(real_data_dir):
     assert torch.bincount(train.targets).tolist() == [5000] * 10
     pixels = train.images[::10].float() / 255  # shared/data/README: every 10th training image
     assert torch.allclose(pixels.mean((0, 2, 3)), torch.tensor([0.4892, 0.4813, 0.4467]), atol=2e-3)
+
+
+def test_pretrained_cifar10_features_transfer_to_real_imagenette_with_a_linear_svm(real_data_dir):
+    """A slice of the transfer baseline: the full run reaches 0.636 (README)."""
+    data = ImagenetteDataModule(data_dir=str(real_data_dir), image_size=32, val_size=300)
+    data.setup()
+    model = ResNet20("akamaster", "data/weights/resnet20-12fca82f.th")
+    features = {}
+    for split, n in (("train", 1500), ("val", 300), ("test", 1000)):
+        dataset = data.splits[split]
+        index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n]
+        loader = [(dataset.images[index], dataset.targets[index])]
+        features[split] = extract_features(model, loader)
+    result = fit_svm(features, [1.0], seed=0)
+    assert result["test_acc"] > 0.45  # chance: 0.1
