@@ -159,7 +159,7 @@ def main(package: str, args: list[str] | None = None) -> None:
             else:
                 module.main(argv[1:])
             return
-        LabCLI(args=argv)
+        LabCLI(args=args)  # None: LightningCLI reads sys.argv itself (and does not warn)
     except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError) as error:
         # what a user fixes (a path, a download, a checkpoint): one line, no traceback
         raise SystemExit(f"error: {error}") from None
