@@ -120,7 +120,7 @@ def write_table(
     lines = [header, "", f"Test accuracy (rows: model, columns: {parameter_label}).", ""]
     baselines = [(name, r) for (name, value), r in results.items() if name not in experiments]
     if baselines:
-        lines[-1:-1] = [
+        lines += [
             "Baselines: "
             + "; ".join(f"{name} {_fmt(r.get('test_acc'))}" for name, r in baselines)
             + ".",
