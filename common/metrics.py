@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
+    binary_roc,
+)
 
 
 @torch.no_grad()
@@ -24,4 +29,31 @@ def explanation_confidence(
     return {
         "average_drop": ((before - after).clamp_min(0) / before).mean().item(),
         "increase_in_confidence": (after > before).float().mean().item(),
+    }
+
+
+def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
+    """Out-of-distribution detection metrics with OpenOOD's conventions.
+
+    Scores are "higher = more in-distribution". In-distribution samples are the positive class:
+
+    - ``auroc``: area under the ROC curve (0.5 = chance, 1 = every ID score above every OOD one);
+    - ``aupr_in``: average precision with ID as positive and the score as given;
+    - ``aupr_out``: average precision with OOD as positive and the score negated;
+    - ``fpr95``: the fraction of OOD samples accepted as ID at the threshold that accepts 95 % of
+      the ID samples (FPR at 95 % TPR; lower is better).
+
+    Computed with torchmetrics on exact thresholds. Scores are min-max scaled first (an
+    order-preserving map): torchmetrics would squash scores outside [0, 1] with a sigmoid, which
+    turns large logits or energies into ties.
+    """
+    scores = torch.cat([id_scores, ood_scores]).double().flatten()
+    scores = (scores - scores.min()) / (scores.max() - scores.min()).clamp_min(1e-300)
+    is_id = torch.cat([torch.ones(len(id_scores)), torch.zeros(len(ood_scores))]).long()
+    fpr, tpr, _ = binary_roc(scores, is_id)
+    return {
+        "auroc": binary_auroc(scores, is_id).item(),
+        "aupr_in": binary_average_precision(scores, is_id).item(),
+        "aupr_out": binary_average_precision(1 - scores, 1 - is_id).item(),
+        "fpr95": fpr[torch.argmax((tpr >= 0.95).int())].item(),
     }
