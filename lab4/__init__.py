@@ -1,0 +1,1 @@
+"""Lab 4: robustness — out-of-distribution detection and adversarial attacks."""

@@ -1,0 +1,99 @@
+"""Out-of-distribution detectors. Every score is "higher = more in-distribution".
+
+Logit-based detectors are functions of a batch of logits; ODIN needs the model (it perturbs the
+input); feature-based detectors (Mahalanobis, k-NN) are fitted on in-distribution training
+features first (``common.features.extract_features``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def max_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Maximum softmax probability (Hendrycks & Gimpel 2017), optionally temperature-scaled."""
+    return (logits / temperature).softmax(dim=1).amax(dim=1)
+
+
+def max_logit(logits: torch.Tensor) -> torch.Tensor:
+    """Maximum logit (Hendrycks et al. 2022): MSP without the softmax's normalisation."""
+    return logits.amax(dim=1)
+
+
+def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Negative free energy T·logsumexp(logits / T) (Liu et al. 2020)."""
+    return temperature * torch.logsumexp(logits / temperature, dim=1)
+
+
+def odin_gradient_sign(model: nn.Module, images: torch.Tensor, temperature: float) -> torch.Tensor:
+    """sign(∇ₓ CE(f(x)/T, ŷ)) with ŷ the predicted class: ODIN's perturbation direction.
+
+    It does not depend on ε, so a search over ε reuses it (one backward pass per T).
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        inputs = images.clone().requires_grad_(True)
+        logits = model(inputs) / temperature
+        loss = nn.functional.cross_entropy(logits, logits.argmax(dim=1), reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, inputs)
+    return gradient.sign()
+
+
+@torch.no_grad()
+def odin(
+    model: nn.Module,
+    images: torch.Tensor,
+    temperature: float = 1000.0,
+    epsilon: float = 0.0014,
+    gradient_sign: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ODIN (Liang et al. 2018): max softmax at temperature T of x − ε·sign(∇ₓ loss).
+
+    The step lowers the loss of the predicted class, which helps ID images more than OOD ones.
+    ε is in [0, 1] pixel units (the model normalises inside); the input stays in [0, 1].
+    """
+    if gradient_sign is None:
+        gradient_sign = odin_gradient_sign(model, images, temperature)
+    perturbed = (images - epsilon * gradient_sign).clamp(0, 1)
+    return max_softmax(model(perturbed), temperature)
+
+
+class Mahalanobis:
+    """Mahalanobis distance to the closest class mean (Lee et al. 2018), negated.
+
+    Class means and one shared covariance are estimated from ID training features.
+    """
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> Mahalanobis:
+        features = features.double()
+        classes = targets.unique()
+        self.means = torch.stack([features[targets == c].mean(dim=0) for c in classes])
+        centred = features - self.means[torch.searchsorted(classes, targets)]
+        covariance = centred.T @ centred / len(features)
+        self.precision = torch.linalg.pinv(covariance, hermitian=True)
+        return self
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        diff = features.double()[:, None, :] - self.means[None]  # (N, C, D)
+        distances = torch.einsum("ncd,de,nce->nc", diff, self.precision, diff)
+        return -distances.amin(dim=1).float()
+
+
+class KNN:
+    """Distance to the k-th nearest ID training feature after L2 normalisation (Sun et al.
+    2022), negated."""
+
+    def __init__(self, k: int = 50) -> None:
+        self.k = k
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> KNN:
+        self.bank = nn.functional.normalize(features.float(), dim=1)
+        return self
+
+    def score(self, features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        queries = nn.functional.normalize(features.float(), dim=1)
+        kth = [
+            torch.cdist(part, self.bank).topk(self.k, dim=1, largest=False).values[:, -1]
+            for part in queries.split(chunk)
+        ]
+        return -torch.cat(kth)
