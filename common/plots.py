@@ -101,3 +101,41 @@ def plot_cam_grid(
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_ood_scores(
+    id_scores: torch.Tensor,
+    ood_scores: Mapping[str, torch.Tensor],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Score histograms (ID vs each OOD set), ROC and precision-recall curves (ID positive)."""
+    from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
+
+    fig, (hist, roc, pr) = plt.subplots(1, 3, figsize=(14, 3.8))
+    low = min([id_scores.min()] + [s.min() for s in ood_scores.values()]).item()
+    high = max([id_scores.max()] + [s.max() for s in ood_scores.values()]).item()
+    bins = torch.linspace(low, high, 51).tolist()
+    hist.hist(id_scores.numpy(), bins=bins, alpha=0.5, density=True, label="ID test")
+    for name, scores in ood_scores.items():
+        hist.hist(scores.numpy(), bins=bins, alpha=0.5, density=True, label=name)
+        both = torch.cat([id_scores, scores]).double()
+        both = (both - both.min()) / (both.max() - both.min()).clamp_min(1e-300)
+        is_id = torch.cat([torch.ones(len(id_scores)), torch.zeros(len(scores))]).long()
+        fpr, tpr, _ = binary_roc(both, is_id)
+        precision, recall, _ = binary_precision_recall_curve(both, is_id)
+        roc.plot(fpr.numpy(), tpr.numpy(), label=name)
+        pr.plot(recall.numpy(), precision.numpy(), label=name)
+    hist.set_xlabel("score (higher = more in-distribution)")
+    hist.legend(fontsize=7)
+    roc.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    roc.set_xlabel("false positive rate (OOD accepted)")
+    roc.set_ylabel("true positive rate (ID accepted)")
+    pr.set_xlabel("recall (ID)")
+    pr.set_ylabel("precision (ID)")
+    for ax in (roc, pr):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -1,14 +1,16 @@
 """Out-of-distribution detectors. Every score is "higher = more in-distribution".
 
-Logit-based detectors are functions of a batch of logits; ODIN needs the model (it perturbs the
-input); feature-based detectors (Mahalanobis, k-NN) are fitted on in-distribution training
-features first (``common.features.extract_features``).
+The formulas are plain functions (of logits, or of the model and images for ODIN); the classes
+below wrap them as detectors for :class:`common.callbacks.OODEvaluation` (``name`` and
+``score(batch)``; feature-based ones are ``fit`` on in-distribution training features first).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from common.callbacks.ood_evaluation import ScoredBatch
 
 
 def max_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -64,6 +66,8 @@ class Mahalanobis:
     Class means and one shared covariance are estimated from ID training features.
     """
 
+    name = "mahalanobis"
+
     def fit(self, features: torch.Tensor, targets: torch.Tensor) -> Mahalanobis:
         features = features.double()
         classes = targets.unique()
@@ -73,10 +77,14 @@ class Mahalanobis:
         self.precision = torch.linalg.pinv(covariance, hermitian=True)
         return self
 
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        diff = features.double()[:, None, :] - self.means[None]  # (N, C, D)
-        distances = torch.einsum("ncd,de,nce->nc", diff, self.precision, diff)
+    def score_features(self, features: torch.Tensor) -> torch.Tensor:
+        means, precision = self.means.to(features.device), self.precision.to(features.device)
+        diff = features.double()[:, None, :] - means[None]  # (N, C, D)
+        distances = torch.einsum("ncd,de,nce->nc", diff, precision, diff)
         return -distances.amin(dim=1).float()
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return self.score_features(batch.features)
 
 
 class KNN:
@@ -85,15 +93,63 @@ class KNN:
 
     def __init__(self, k: int = 50) -> None:
         self.k = k
+        self.name = f"knn{k}"
 
     def fit(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> KNN:
         self.bank = nn.functional.normalize(features.float(), dim=1)
         return self
 
-    def score(self, features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    def score_features(self, features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         queries = nn.functional.normalize(features.float(), dim=1)
+        bank = self.bank.to(features.device)
         kth = [
-            torch.cdist(part, self.bank).topk(self.k, dim=1, largest=False).values[:, -1]
+            torch.cdist(part, bank).topk(min(self.k, len(bank)), dim=1, largest=False).values[:, -1]
             for part in queries.split(chunk)
         ]
         return -torch.cat(kth)
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return self.score_features(batch.features)
+
+
+class MaxSoftmax:
+    """Detector: :func:`max_softmax` at ``temperature``."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = temperature
+        self.name = "msp" if temperature == 1 else f"msp_T{temperature:g}"
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return max_softmax(batch.logits, self.temperature)
+
+
+class MaxLogit:
+    """Detector: :func:`max_logit`."""
+
+    name = "max_logit"
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return max_logit(batch.logits)
+
+
+class Energy:
+    """Detector: :func:`energy` at ``temperature``."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = temperature
+        self.name = "energy" if temperature == 1 else f"energy_T{temperature:g}"
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return energy(batch.logits, self.temperature)
+
+
+class ODIN:
+    """Detector: :func:`odin` with temperature T and input-perturbation size ε."""
+
+    def __init__(self, temperature: float = 1000.0, epsilon: float = 0.0014) -> None:
+        self.temperature = temperature
+        self.epsilon = epsilon
+        self.name = f"odin_T{temperature:g}_eps{epsilon:g}"
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        return odin(batch.model, batch.images, self.temperature, self.epsilon)

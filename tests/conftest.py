@@ -37,3 +37,22 @@ def real_data_dir() -> Path:
     if not (REAL_DATA / "mnist" / "train").is_dir():
         pytest.skip(f"real data not unpacked in {REAL_DATA}: run `make data`")
     return REAL_DATA
+
+
+@pytest.fixture
+def ood_folders(tmp_path) -> Path:
+    """Tiny CIFAR-10, CIFAR-100, MNIST and Imagenette folders (the OOD DataModule's sources)."""
+    from common.data.datasets import CIFAR100_CLASSES, IMAGENETTE_CLASSES
+    from lab4.data import OODDataModule
+
+    for split, n in (("train", 2), ("test", 1)):
+        write_image_folder(
+            tmp_path / "cifar10" / split, list(OODDataModule.default_classes), n, (3, 32, 32)
+        )
+        write_image_folder(tmp_path / "cifar100" / split, list(CIFAR100_CLASSES), n, (3, 32, 32))
+        write_image_folder(tmp_path / "mnist" / split, [str(d) for d in range(10)], n, (1, 28, 28))
+    for split, n in (("train", 2), ("val", 1)):
+        write_image_folder(
+            tmp_path / "imagenette" / split, list(IMAGENETTE_CLASSES), n, (3, 40, 52)
+        )
+    return tmp_path

@@ -58,11 +58,11 @@ def test_mahalanobis_with_identity_covariance_is_the_euclidean_distance():
     )
     queries = torch.randn(5, 2) * 5
     euclidean = torch.cdist(queries, means).pow(2).amin(dim=1)
-    torch.testing.assert_close(detector.score(queries), -euclidean)
+    torch.testing.assert_close(detector.score_features(queries), -euclidean)
 
 
 def test_knn_scores_the_kth_nearest_normalised_neighbour():
     bank = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])  # normalised: the unit axes
     detector = KNN(k=2).fit(bank)
     query = torch.tensor([[5.0, 0.0]])  # normalised (1, 0): distances 0, √2, 2
-    torch.testing.assert_close(detector.score(query), torch.tensor([-(2**0.5)]))
+    torch.testing.assert_close(detector.score_features(query), torch.tensor([-(2**0.5)]))

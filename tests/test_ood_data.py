@@ -5,27 +5,11 @@ import torch
 
 from common.data.datasets import CIFAR100_CLASSES, IMAGENETTE_CLASSES
 from lab4.data import OODDataModule
-from tests.conftest import write_image_folder
 
 
-@pytest.fixture
-def folders(tmp_path):
-    for split, n in (("train", 2), ("test", 1)):
-        write_image_folder(
-            tmp_path / "cifar10" / split, list(OODDataModule.default_classes), n, (3, 32, 32)
-        )
-        write_image_folder(tmp_path / "cifar100" / split, list(CIFAR100_CLASSES), n, (3, 32, 32))
-        write_image_folder(tmp_path / "mnist" / split, [str(d) for d in range(10)], n, (1, 28, 28))
-    for split, n in (("train", 2), ("val", 1)):
-        write_image_folder(
-            tmp_path / "imagenette" / split, list(IMAGENETTE_CLASSES), n, (3, 40, 52)
-        )
-    return tmp_path
-
-
-def test_every_ood_set_is_shaped_like_cifar10_and_drops_overlapping_classes(folders):
+def test_every_ood_set_is_shaped_like_cifar10_and_drops_overlapping_classes(ood_folders):
     data = OODDataModule(
-        data_dir=str(folders),
+        data_dir=str(ood_folders),
         ood_sets=["cifar100", "imagenette", "mnist", "fake"],
         cifar100_exclude=["bus", "lion"],
         val_size=4,

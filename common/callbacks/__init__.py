@@ -2,5 +2,6 @@
 
 from common.callbacks.cam_export import CAMExport
 from common.callbacks.grad_norm import GradientNormMonitor
+from common.callbacks.ood_evaluation import OODEvaluation
 
-__all__ = ["CAMExport", "GradientNormMonitor"]
+__all__ = ["CAMExport", "GradientNormMonitor", "OODEvaluation"]

@@ -1,0 +1,149 @@
+"""``OODEvaluation``: score the ID test set and every OOD set with several detectors at test end.
+
+A *detector* is any object with ``name: str`` and ``score(batch: ScoredBatch) -> Tensor`` (higher
+= more in-distribution), and optionally ``fit(features, targets)`` called once with penultimate
+features of ID training images (e.g. Mahalanobis, k-NN). Lab 4 provides them
+(``lab4.detectors``); they are given in the config, so this module depends on no lab.
+
+The DataModule provides the OOD sets through ``ood_dataloaders(split) -> {name: DataLoader}``
+(e.g. ``lab4.data.OODDataModule``), batches preprocessed like the ID ones.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from common.features import penultimate
+from common.metrics import ood_metrics
+from common.plots import plot_ood_scores
+
+
+@dataclass
+class ScoredBatch:
+    """What a detector may use: the model, [0, 1] images, their penultimate features, logits."""
+
+    model: nn.Module
+    images: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+
+
+class Detector(Protocol):
+    name: str
+
+    def score(self, batch: ScoredBatch) -> torch.Tensor: ...
+
+
+class OODEvaluation(L.Callback):
+    """OOD metrics, tables and figures for the configured detectors at the end of ``test``.
+
+    Writes ``ood_metrics.csv``, ``ood_metrics.md`` and ``ood_<detector>.png`` (score histograms,
+    ROC and PR curves per OOD set) into the run folder, logs ``ood/<set>/<detector>/<metric>``
+    and the figures to W&B.
+
+    Args:
+        detectors: detector objects (``class_path`` entries in YAML).
+        fit_images: ID training images used to fit detectors that need it (seeded choice).
+        split: which OOD split to score (``"test"``; ``"val"`` is for choosing hyperparameters).
+    """
+
+    def __init__(
+        self, detectors: Sequence[Detector], fit_images: int = 10_000, split: str = "test"
+    ) -> None:
+        self.detectors = list(detectors)
+        self.fit_images = fit_images
+        self.split = split
+
+    def _score_loader(self, trainer, model: nn.Module, loader) -> dict[str, torch.Tensor]:
+        scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
+        for images, _ in loader:
+            images = images.to(trainer.strategy.root_device)
+            # the ID batches' own preprocessing (e.g. uint8 → [0, 1]), for OOD batches too
+            images, _ = trainer.datamodule.on_after_batch_transfer((images, None), 0)
+            with torch.no_grad():
+                features = penultimate(model, images)
+                logits = model.classifier[-1](features)
+            batch = ScoredBatch(model, images, features, logits)
+            for detector in self.detectors:
+                scores[detector.name].append(detector.score(batch).float().cpu())
+        return {name: torch.cat(parts) for name, parts in scores.items()}
+
+    def _fit(self, trainer, model: nn.Module) -> None:
+        fitted = [d for d in self.detectors if hasattr(d, "fit")]
+        if not fitted:
+            return
+        dataset = trainer.datamodule.splits["train"]
+        generator = torch.Generator().manual_seed(0)
+        index = torch.randperm(len(dataset), generator=generator)[: self.fit_images]
+        features = []
+        device = trainer.strategy.root_device
+        for part in index.split(trainer.datamodule.batch_size):
+            images, _ = trainer.datamodule.on_after_batch_transfer(
+                (dataset.images[part].to(device), None), 0
+            )
+            with torch.no_grad():
+                features.append(penultimate(model, images).float().cpu())
+        targets = dataset.targets[index]
+        for detector in fitted:
+            detector.fit(torch.cat(features), targets)
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        model = pl_module.model
+        self._fit(trainer, model)
+        id_scores = self._score_loader(trainer, model, trainer.datamodule.test_dataloader())
+        ood_scores = {
+            name: self._score_loader(trainer, model, loader)
+            for name, loader in trainer.datamodule.ood_dataloaders(self.split).items()
+        }
+        rows = [
+            {"ood_set": name, "detector": d.name, **ood_metrics(id_scores[d.name], scores[d.name])}
+            for name, scores in ood_scores.items()
+            for d in self.detectors
+        ]
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        self._write(rows, run_dir)
+        figures = [
+            plot_ood_scores(
+                id_scores[d.name],
+                {name: scores[d.name] for name, scores in ood_scores.items()},
+                run_dir / f"ood_{d.name}.png",
+                title=f"{type(model).__name__}: {d.name}",
+            )
+            for d in self.detectors
+        ]
+        metrics = {
+            f"ood/{r['ood_set']}/{r['detector']}/{key}": r[key]
+            for r in rows
+            for key in ("auroc", "aupr_in", "aupr_out", "fpr95")
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="ood", images=[str(f) for f in figures])
+
+    def _write(self, rows: list[dict], run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "ood_metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        lines = [
+            "| OOD set | detector | AUROC ↑ | AUPR-In ↑ | AUPR-Out ↑ | FPR@95 ↓ |",
+            "|---|---|---:|---:|---:|---:|",
+        ] + [
+            f"| {r['ood_set']} | {r['detector']} | {r['auroc']:.4f} | {r['aupr_in']:.4f} | "
+            f"{r['aupr_out']:.4f} | {r['fpr95']:.4f} |"
+            for r in rows
+        ]
+        (run_dir / "ood_metrics.md").write_text("\n".join(lines) + "\n")
