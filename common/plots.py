@@ -139,3 +139,34 @@ def plot_ood_scores(
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_heatmap(
+    values: torch.Tensor,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    path: str | Path,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+) -> Path:
+    """A grid of numbers (e.g. AUROC over ODIN's T × ε), annotated, best cell outlined."""
+    fig, ax = plt.subplots(figsize=(1.2 * len(column_labels) + 2, 0.7 * len(row_labels) + 1.5))
+    image = ax.imshow(values.numpy(), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(column_labels)), column_labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    best = divmod(int(values.argmax()), values.shape[1])
+    for (i, j), value in zip(
+        [(i, j) for i in range(values.shape[0]) for j in range(values.shape[1])],
+        values.flatten().tolist(),
+        strict=True,
+    ):
+        weight = "bold" if (i, j) == best else "normal"
+        ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontweight=weight)
+    ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, color="r", lw=2))
+    fig.colorbar(image, ax=ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

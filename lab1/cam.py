@@ -19,10 +19,10 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from torch import nn
 
 from common.cam import METHODS, overlay, upsample
+from common.checkpoints import load_classifier_checkpoint
 from common.data.sources import IMAGE_SUFFIXES, read_image
 from common.metrics import explanation_confidence
 from common.plots import plot_cam_grid
-from lab1.finetune import load_classifier_checkpoint
 
 log = logging.getLogger(__name__)
 

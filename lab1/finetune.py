@@ -16,12 +16,11 @@ head (discriminative learning rates).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import torch
 from torch import nn
 
+from common.checkpoints import load_classifier_checkpoint
 from common.classifier import ImageClassifier
 
 Strategy = Literal["head", "last_block", "all_but_stem", "full"]
@@ -43,24 +42,6 @@ def trainable_backbone(features: nn.Sequential, strategy: Strategy) -> list[nn.M
     if strategy == "full":
         return children
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-
-
-def load_classifier_checkpoint(model: nn.Module, path: str) -> None:
-    """Load the ``model.*`` weights of an :class:`ImageClassifier` Lightning checkpoint."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; run `fit` first")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = {
-        key.removeprefix("model."): value
-        for key, value in checkpoint.get("state_dict", {}).items()
-        if key.startswith("model.")
-    }
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected or not state:
-        raise ValueError(
-            f"checkpoint {path} does not fit {type(model).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}; give the model config it was trained with"
-        )
 
 
 class FineTuneClassifier(ImageClassifier):

@@ -21,9 +21,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
+from common.checkpoints import load_classifier_checkpoint
 from common.data import ImageDataModule
 from common.features import extract_features
-from lab1.finetune import load_classifier_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m lab4 fit|validate|test|predict|sweep --config configs/lab4/...yaml``."""
+"""``python -m lab4 fit|validate|test|predict|sweep|odin --config configs/lab4/...yaml``."""
 
 from common.cli import main
 

@@ -30,3 +30,37 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
     assert "| imagenette | msp |" in (version / "ood_metrics.md").read_text()
     for name in detectors:
         assert (version / f"ood_{name}.png").stat().st_size > 10_000
+
+
+def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_path):
+    import json
+
+    import torch
+
+    from lab4.odin_search import odin_grid_scores
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    batches = [torch.rand(6, 3, 32, 32), torch.rand(4, 3, 32, 32)]
+    shared = odin_grid_scores(model, batches, [1, 100], [0, 0.01])
+    naive = odin_grid_scores(model, batches, [1, 100], [0, 0.01], reuse_gradient=False)
+    assert shared.shape == (2, 2, 10)
+    torch.testing.assert_close(shared, naive)
+    output = tmp_path / "odin"
+    main(
+        "lab4",
+        [
+            "odin",
+            f"--config={REPO / 'configs/lab4/ood/odin_search.yaml'}",
+            f"--data.data_dir={ood_folders}",
+            "--data.val_size=4",
+            "--data.fake_size=8",
+            "--data.download=false",
+            "--temperatures=[1, 1000]",
+            "--epsilons=[0, 0.002]",
+            f"--output={output}",
+        ],
+    )
+    result = json.loads(output.with_suffix(".json").read_text())
+    assert result["temperature"] in (1, 1000) and result["epsilon"] in (0, 0.002)
+    assert set(result["test"]) == {"imagenette", "mnist", "fake"}
+    assert "naive_seconds" in result and output.with_suffix(".png").stat().st_size > 10_000
