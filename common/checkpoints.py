@@ -9,7 +9,8 @@ from torch import nn
 
 
 def load_classifier_checkpoint(model: nn.Module, path: str) -> None:
-    """Load the ``model.*`` weights of an :class:`ImageClassifier` Lightning checkpoint."""
+    """Load the ``model.*`` weights of a Lightning checkpoint of a module that keeps its network
+    in ``self.model`` (``ImageClassifier``, ``FineTuneClassifier``, ``AutoencoderModule``)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run `fit` first")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from common.callbacks.ood_evaluation import ScoredBatch
+from common.checkpoints import load_classifier_checkpoint
+from lab4.models import ConvAutoencoder, reconstruction_error
 
 
 def max_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -153,3 +155,20 @@ class ODIN:
 
     def score(self, batch: ScoredBatch) -> torch.Tensor:
         return odin(batch.model, batch.images, self.temperature, self.epsilon)
+
+
+class ReconstructionError:
+    """Detector: negated reconstruction error of an autoencoder trained on ID images
+    (``python -m lab4 fit --config configs/lab4/autoencoder_cifar10.yaml``)."""
+
+    name = "autoencoder"
+
+    def __init__(self, checkpoint: str, channels: list[int] | None = None) -> None:
+        self.autoencoder = ConvAutoencoder(*([channels] if channels else []))
+        load_classifier_checkpoint(self.autoencoder, checkpoint)
+        self.autoencoder.eval()
+
+    @torch.no_grad()
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        self.autoencoder.to(batch.images.device)
+        return -reconstruction_error(self.autoencoder, batch.images)
