@@ -10,6 +10,7 @@ from common.cam import class_activation_maps, grad_cam, overlay, upsample
 from common.cli import main
 from common.metrics import explanation_confidence
 from common.models import CifarResNet, TorchvisionResNet
+from lab4.models import SimpleCNN
 from tests.conftest import REPO, write_image_folder
 
 
@@ -18,8 +19,9 @@ from tests.conftest import REPO, write_image_folder
     [
         CifarResNet((1, 1, 1), widths=(4, 8, 8), num_classes=5, mean=[0.5] * 3, std=[0.25] * 3),
         TorchvisionResNet("resnet18", num_classes=7),
+        SimpleCNN((4, 8), num_classes=5, mean=[0.5] * 3, std=[0.25] * 3),
     ],
-    ids=["CifarResNet", "TorchvisionResNet"],
+    ids=["CifarResNet", "TorchvisionResNet", "SimpleCNN"],
 )
 def test_spatial_mean_of_the_cam_is_the_logit_minus_the_bias(model):
     torch.manual_seed(0)
