@@ -89,7 +89,7 @@ def plot_cam_grid(
     n = len(images)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2.6 * 2 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(1.8 * 2 * cols, 2.1 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
@@ -97,7 +97,7 @@ def plot_cam_grid(
         image = images[i].expand(3, -1, -1) if images.shape[1] == 1 else images[i]
         axes[row][2 * col].imshow(image.permute(1, 2, 0).float().cpu().numpy())
         axes[row][2 * col + 1].imshow(overlays[i].permute(1, 2, 0).float().cpu().numpy())
-        axes[row][2 * col].set_title(titles[i], fontsize=7, loc="left")
+        axes[row][2 * col].set_title(titles[i], fontsize=6, loc="left")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
