@@ -100,6 +100,23 @@ class OODDataModule(CIFAR10DataModule):
             self.ood_splits[(name, split)] = TensorImageDataset(images, targets)
         return self.ood_splits[(name, split)]
 
+    def validation_images(
+        self, ood_set: str, size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ID validation images and ``ood_set``'s validation images, at most ``size`` of
+        each (seeded choice): the data on which detector hyperparameters are chosen."""
+        if ood_set not in self.modules:
+            raise ValueError(
+                f"validation OOD set {ood_set!r} is not among ood_sets {self.ood_sets}"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        pair = []
+        for images in (self.splits["val"].images, self.ood_dataset(ood_set, "val").images):
+            if size is not None and len(images) > size:
+                images = images[torch.randperm(len(images), generator=generator)[:size]]
+            pair.append(images)
+        return pair[0], pair[1]
+
     def ood_dataloaders(self, split: str = "test") -> dict[str, DataLoader]:
         """One loader per OOD set, batched like the ID test loader."""
         return {

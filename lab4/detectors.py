@@ -7,11 +7,14 @@ below wrap them as detectors for :class:`common.callbacks.OODEvaluation` (``name
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 from torch import nn
 
 from common.callbacks.ood_evaluation import ScoredBatch
 from common.checkpoints import load_classifier_checkpoint
+from common.metrics import ood_metrics
 from lab4.models import ConvAutoencoder, reconstruction_error
 
 
@@ -60,6 +63,29 @@ def odin(
         gradient_sign = odin_gradient_sign(model, images, temperature)
     perturbed = (images - epsilon * gradient_sign).clamp(0, 1)
     return max_softmax(model(perturbed), temperature)
+
+
+def odin_grid(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    reuse_gradient: bool = True,
+) -> torch.Tensor:
+    """ODIN scores (|T|, |ε|, N) of every image over a grid.
+
+    With ``reuse_gradient`` the gradient sign is computed once per (batch, T) and shared by every
+    ε: |T| backward passes instead of |T|·|ε| (``False`` is the naive loop, for timing).
+    """
+    per_batch = []
+    for images in batches:
+        grid = torch.empty(len(temperatures), len(epsilons), len(images))
+        for i, temperature in enumerate(temperatures):
+            sign = odin_gradient_sign(model, images, temperature) if reuse_gradient else None
+            for j, epsilon in enumerate(epsilons):
+                grid[i, j] = odin(model, images, temperature, epsilon, sign).float().cpu()
+        per_batch.append(grid)
+    return torch.cat(per_batch, dim=2)
 
 
 class Mahalanobis:
@@ -146,12 +172,54 @@ class Energy:
 
 
 class ODIN:
-    """Detector: :func:`odin` with temperature T and input-perturbation size ε."""
+    """Detector: :func:`odin` with temperature T and input-perturbation size ε.
 
-    def __init__(self, temperature: float = 1000.0, epsilon: float = 0.0014) -> None:
-        self.temperature = temperature
-        self.epsilon = epsilon
+    Args:
+        temperature, epsilon: fixed hyperparameters (the paper's defaults), or
+        temperatures, epsilons: a grid; :meth:`tune` (called by ``OODEvaluation`` on validation
+            ID and OOD images, never the test ones) keeps the pair with the best AUROC.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1000.0,
+        epsilon: float = 0.0014,
+        temperatures: list[float] | None = None,
+        epsilons: list[float] | None = None,
+    ) -> None:
+        self.grid = (temperatures or [temperature], epsilons or [epsilon])
+        self._choose(temperature, epsilon)
+
+    def _choose(self, temperature: float, epsilon: float) -> None:
+        self.temperature, self.epsilon = temperature, epsilon
         self.name = f"odin_T{temperature:g}_eps{epsilon:g}"
+
+    @property
+    def needs_tuning(self) -> bool:
+        return len(self.grid[0]) * len(self.grid[1]) > 1
+
+    def tune(
+        self,
+        model: nn.Module,
+        id_batches: Iterable[torch.Tensor],
+        ood_batches: Iterable[torch.Tensor],
+    ) -> torch.Tensor:
+        """Choose (T, ε) by validation AUROC; returns the AUROC grid (|T|, |ε|)."""
+        id_scores = odin_grid(model, id_batches, *self.grid)
+        ood_scores = odin_grid(model, ood_batches, *self.grid)
+        temperatures, epsilons = self.grid
+        auroc = torch.tensor(
+            [
+                [
+                    ood_metrics(id_scores[i, j], ood_scores[i, j])["auroc"]
+                    for j in range(len(epsilons))
+                ]
+                for i in range(len(temperatures))
+            ]
+        )
+        best_i, best_j = divmod(int(auroc.argmax()), len(epsilons))
+        self._choose(temperatures[best_i], epsilons[best_j])
+        return auroc
 
     def score(self, batch: ScoredBatch) -> torch.Tensor:
         return odin(batch.model, batch.images, self.temperature, self.epsilon)
@@ -159,16 +227,28 @@ class ODIN:
 
 class ReconstructionError:
     """Detector: negated reconstruction error of an autoencoder trained on ID images
-    (``python -m lab4 fit --config configs/lab4/autoencoder_cifar10.yaml``)."""
+    (``python -m lab4 fit --config configs/lab4/autoencoder_cifar10.yaml``).
+
+    The checkpoint is read when the first batch is scored, so a config naming it can be
+    smoke-run (``fit``) before the autoencoder exists.
+    """
 
     name = "autoencoder"
 
     def __init__(self, checkpoint: str, channels: list[int] | None = None) -> None:
-        self.autoencoder = ConvAutoencoder(*([channels] if channels else []))
-        load_classifier_checkpoint(self.autoencoder, checkpoint)
-        self.autoencoder.eval()
+        self.checkpoint = checkpoint
+        self.channels = channels
+        self._autoencoder: ConvAutoencoder | None = None
+
+    @property
+    def autoencoder(self) -> ConvAutoencoder:
+        if self._autoencoder is None:
+            autoencoder = ConvAutoencoder(*([self.channels] if self.channels else []))
+            load_classifier_checkpoint(autoencoder, self.checkpoint)
+            self._autoencoder = autoencoder.eval()
+        return self._autoencoder
 
     @torch.no_grad()
     def score(self, batch: ScoredBatch) -> torch.Tensor:
-        self.autoencoder.to(batch.images.device)
-        return -reconstruction_error(self.autoencoder, batch.images)
+        autoencoder = self.autoencoder.to(batch.images.device)
+        return -reconstruction_error(autoencoder, batch.images)

@@ -5,6 +5,7 @@ from torch import nn
 
 from lab4.detectors import (
     KNN,
+    ODIN,
     Mahalanobis,
     energy,
     max_logit,
@@ -66,3 +67,29 @@ def test_knn_scores_the_kth_nearest_normalised_neighbour():
     detector = KNN(k=2).fit(bank)
     query = torch.tensor([[5.0, 0.0]])  # normalised (1, 0): distances 0, √2, 2
     torch.testing.assert_close(detector.score_features(query), torch.tensor([-(2**0.5)]))
+
+
+def test_odin_tuning_keeps_the_grid_point_with_the_best_validation_auroc():
+    from common.metrics import ood_metrics
+    from lab4.detectors import odin_grid
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    id_images, ood_images = torch.rand(8, 3, 2, 2), torch.rand(6, 3, 2, 2) * 0.5
+    temperatures, epsilons = [1.0, 10.0], [0.0, 0.05, 0.2]
+    detector = ODIN(temperatures=temperatures, epsilons=epsilons)
+    assert detector.needs_tuning and not ODIN().needs_tuning
+    auroc = detector.tune(model, [id_images], [ood_images])
+    # independent: score every pair separately with the plain function
+    expected = torch.tensor(
+        [[ood_metrics(odin(model, id_images, t, e), odin(model, ood_images, t, e))["auroc"]
+          for e in epsilons] for t in temperatures]
+    )  # fmt: skip
+    torch.testing.assert_close(auroc, expected)
+    best = divmod(int(expected.argmax()), len(epsilons))
+    assert (detector.temperature, detector.epsilon) == (temperatures[best[0]], epsilons[best[1]])
+    assert detector.name == f"odin_T{detector.temperature:g}_eps{detector.epsilon:g}"
+    torch.testing.assert_close(
+        odin_grid(model, [id_images], temperatures, epsilons)[1, 2],
+        odin(model, id_images, 10.0, 0.2),
+    )

@@ -23,13 +23,27 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
     (version,) = run_dir.glob("version_*")
     with open(version / "ood_metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    detectors = {"msp", "max_logit", "energy", "odin_T1000_eps0.0014", "mahalanobis", "knn50"}
+    (odin_name,) = {r["detector"] for r in rows if r["detector"].startswith("odin")}
+    # ODIN's pair comes from the configured grid, chosen on the validation split
+    temperature, epsilon = odin_name.removeprefix("odin_T").split("_eps")
+    assert float(temperature) in (1, 10, 100, 1000) and float(epsilon) <= 0.004
+    detectors = {"msp", "max_logit", "energy", odin_name, "mahalanobis", "knn50"}
     assert {r["detector"] for r in rows} == detectors
     assert {r["ood_set"] for r in rows} == {"imagenette", "mnist", "fake"}
     assert all(0 <= float(r["auroc"]) <= 1 and 0 <= float(r["fpr95"]) <= 1 for r in rows)
     assert "| imagenette | msp |" in (version / "ood_metrics.md").read_text()
     for name in detectors:
         assert (version / f"ood_{name}.png").stat().st_size > 10_000
+    assert len({r["id_accuracy"] for r in rows}) == 1 and 0 <= float(rows[0]["id_accuracy"]) <= 1
+
+    # the cross-model table reads the run folder
+    table = tmp_path / "results" / "ood.md"
+    main("lab4", ["report", f"--runs={{'tiny ResNet-20': '{run_dir}'}}", f"--output={table}"])
+    text = table.read_text()
+    msp_row = next(line for line in text.splitlines() if "| msp |" in line)
+    assert msp_row.startswith(f"| tiny ResNet-20 | {float(rows[0]['id_accuracy']):.4f} | msp |")
+    assert msp_row.count(" / ") == 3 * 3  # four metrics for each of the three OOD sets
+    assert (table.parent / "ood_tiny_resnet20_msp.png").is_file()
 
 
 def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_path):
@@ -37,12 +51,12 @@ def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_pa
 
     import torch
 
-    from lab4.odin_search import odin_grid_scores
+    from lab4.detectors import odin_grid
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
     batches = [torch.rand(6, 3, 32, 32), torch.rand(4, 3, 32, 32)]
-    shared = odin_grid_scores(model, batches, [1, 100], [0, 0.01])
-    naive = odin_grid_scores(model, batches, [1, 100], [0, 0.01], reuse_gradient=False)
+    shared = odin_grid(model, batches, [1, 100], [0, 0.01])
+    naive = odin_grid(model, batches, [1, 100], [0, 0.01], reuse_gradient=False)
     assert shared.shape == (2, 2, 10)
     torch.testing.assert_close(shared, naive)
     output = tmp_path / "odin"

@@ -2,17 +2,22 @@
 
 A *detector* is any object with ``name: str`` and ``score(batch: ScoredBatch) -> Tensor`` (higher
 = more in-distribution), and optionally ``fit(features, targets)`` called once with penultimate
-features of ID training images (e.g. Mahalanobis, k-NN). Lab 4 provides them
-(``lab4.detectors``); they are given in the config, so this module depends on no lab.
+features of ID training images (e.g. Mahalanobis, k-NN), and ``tune(model, id_batches,
+ood_batches)`` where ``needs_tuning`` is true, called with *validation* ID and OOD images to choose
+hyperparameters (e.g. ODIN's T and ε) before anything is scored on the test sets. Lab 4 provides
+them (``lab4.detectors``); they are given in the config, so this module depends on no lab.
 
-The DataModule provides the OOD sets through ``ood_dataloaders(split) -> {name: DataLoader}``
-(e.g. ``lab4.data.OODDataModule``), batches preprocessed like the ID ones.
+The DataModule provides the OOD sets through ``ood_dataloaders(split) -> {name: DataLoader}`` and
+``validation_images(ood_set, size)`` (e.g. ``lab4.data.OODDataModule``), batches preprocessed like
+the ID ones.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +31,8 @@ from torch import nn
 from common.features import penultimate
 from common.metrics import ood_metrics
 from common.plots import plot_ood_scores
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,19 +61,37 @@ class OODEvaluation(L.Callback):
     Args:
         detectors: detector objects (``class_path`` entries in YAML).
         fit_images: ID training images used to fit detectors that need it (seeded choice).
+        tune_on: the OOD set whose validation split tunes detectors that need it.
+        tune_images: at most this many ID and this many OOD validation images for tuning.
         split: which OOD split to score (``"test"``; ``"val"`` is for choosing hyperparameters).
     """
 
     def __init__(
-        self, detectors: Sequence[Detector], fit_images: int = 10_000, split: str = "test"
+        self,
+        detectors: Sequence[Detector],
+        fit_images: int = 10_000,
+        tune_on: str = "imagenette",
+        tune_images: int | None = 2000,
+        split: str = "test",
     ) -> None:
         self.detectors = list(detectors)
         self.fit_images = fit_images
+        self.tune_on = tune_on
+        self.tune_images = tune_images
         self.split = split
 
-    def _score_loader(self, trainer, model: nn.Module, loader) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _batches(trainer, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        """uint8 images → device batches preprocessed like the ID ones."""
+        for part in images.split(trainer.datamodule.batch_size):
+            part = part.to(trainer.strategy.root_device)
+            yield trainer.datamodule.on_after_batch_transfer((part, None), 0)[0]
+
+    def _score_loader(self, trainer, model: nn.Module, loader) -> tuple[dict, float]:
+        """Every detector's scores on a loader, and the accuracy where it has labels (≥ 0)."""
         scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
-        for images, _ in loader:
+        correct = labelled = 0
+        for images, targets in loader:
             images = images.to(trainer.strategy.root_device)
             # the ID batches' own preprocessing (e.g. uint8 → [0, 1]), for OOD batches too
             images, _ = trainer.datamodule.on_after_batch_transfer((images, None), 0)
@@ -76,7 +101,11 @@ class OODEvaluation(L.Callback):
             batch = ScoredBatch(model, images, features, logits)
             for detector in self.detectors:
                 scores[detector.name].append(detector.score(batch).float().cpu())
-        return {name: torch.cat(parts) for name, parts in scores.items()}
+            known = targets >= 0
+            correct += (logits.argmax(dim=1).cpu()[known] == targets[known]).sum().item()
+            labelled += known.sum().item()
+        accuracy = correct / labelled if labelled else float("nan")
+        return {name: torch.cat(parts) for name, parts in scores.items()}, accuracy
 
     def _fit(self, trainer, model: nn.Module) -> None:
         fitted = [d for d in self.detectors if hasattr(d, "fit")]
@@ -86,28 +115,53 @@ class OODEvaluation(L.Callback):
         generator = torch.Generator().manual_seed(0)
         index = torch.randperm(len(dataset), generator=generator)[: self.fit_images]
         features = []
-        device = trainer.strategy.root_device
-        for part in index.split(trainer.datamodule.batch_size):
-            images, _ = trainer.datamodule.on_after_batch_transfer(
-                (dataset.images[part].to(device), None), 0
-            )
+        for images in self._batches(trainer, dataset.images[index]):
             with torch.no_grad():
                 features.append(penultimate(model, images).float().cpu())
         targets = dataset.targets[index]
         for detector in fitted:
             detector.fit(torch.cat(features), targets)
 
+    def _tune(self, trainer, model: nn.Module) -> None:
+        tuned = [d for d in self.detectors if getattr(d, "needs_tuning", False)]
+        if not tuned:
+            return
+        id_images, ood_images = trainer.datamodule.validation_images(self.tune_on, self.tune_images)
+        for detector in tuned:
+            start = time.perf_counter()
+            auroc = detector.tune(
+                model, self._batches(trainer, id_images), self._batches(trainer, ood_images)
+            )
+            log.info(
+                "%s chosen on validation (ID val vs %s val, %d + %d images; "
+                "best AUROC %.4f) in %.1f s",
+                detector.name,
+                self.tune_on,
+                len(id_images),
+                len(ood_images),
+                auroc.max(),
+                time.perf_counter() - start,
+            )
+
     @rank_zero_only
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         model = pl_module.model
         self._fit(trainer, model)
-        id_scores = self._score_loader(trainer, model, trainer.datamodule.test_dataloader())
+        self._tune(trainer, model)
+        id_scores, id_accuracy = self._score_loader(
+            trainer, model, trainer.datamodule.test_dataloader()
+        )
         ood_scores = {
-            name: self._score_loader(trainer, model, loader)
+            name: self._score_loader(trainer, model, loader)[0]
             for name, loader in trainer.datamodule.ood_dataloaders(self.split).items()
         }
         rows = [
-            {"ood_set": name, "detector": d.name, **ood_metrics(id_scores[d.name], scores[d.name])}
+            {
+                "ood_set": name,
+                "detector": d.name,
+                **ood_metrics(id_scores[d.name], scores[d.name]),
+                "id_accuracy": id_accuracy,
+            }
             for name, scores in ood_scores.items()
             for d in self.detectors
         ]
@@ -139,6 +193,8 @@ class OODEvaluation(L.Callback):
             writer.writeheader()
             writer.writerows(rows)
         lines = [
+            f"ID test accuracy: {rows[0]['id_accuracy']:.4f}",
+            "",
             "| OOD set | detector | AUROC ↑ | AUPR-In ↑ | AUPR-Out ↑ | FPR@95 ↓ |",
             "|---|---|---:|---:|---:|---:|",
         ] + [

@@ -1,0 +1,86 @@
+"""``python -m lab4 report``: one OOD table over several test runs (``results/lab4/ood.md``).
+
+Each run folder is a ``python -m lab4 test`` run with :class:`common.callbacks.OODEvaluation`
+(its newest ``version_*/ood_metrics.csv``). Rows are model × detector, columns the OOD sets
+(AUROC / AUPR-In / AUPR-Out / FPR@95), with the model's ID test accuracy. Detectors that do not
+use the classifier (the autoencoder) get one row of their own. The histogram/ROC/PR figures of
+MSP and of each model's best near-OOD detector are copied beside the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+log = logging.getLogger(__name__)
+
+METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+def newest_metrics(run_dir: Path) -> Path:
+    found = sorted(run_dir.glob("version_*/ood_metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(
+            f"no ood_metrics.csv under {run_dir}; run `python -m lab4 test` with its config first"
+        )
+    return found[-1]
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = ArgumentParser(prog="python -m lab4 report", description=__doc__)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--runs", type=dict[str, str], required=True, help="model label → run dir")
+    parser.add_argument("--near_ood", type=str, default="imagenette", help="set for 'best'")
+    parser.add_argument("--classifier_free", type=list[str], default=["autoencoder"])
+    parser.add_argument("--output", type=str, default="results/lab4/ood.md")
+    cfg = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    table: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → OOD set → row
+    accuracy, ood_sets = {}, []
+    for label, run_dir in cfg.runs.items():
+        path = newest_metrics(Path(run_dir))
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                model = row["detector"] if row["detector"] in cfg.classifier_free else label
+                table.setdefault((model, row["detector"]), {})[row["ood_set"]] = row
+                accuracy.setdefault(model, "—" if model != label else row["id_accuracy"])
+                if row["ood_set"] not in ood_sets:
+                    ood_sets.append(row["ood_set"])
+        near = {
+            d: rows[cfg.near_ood]
+            for (m, d), rows in table.items()
+            if m == label and cfg.near_ood in rows
+        }
+        if near:
+            best = max(near, key=lambda d: float(near[d]["auroc"]))
+            for detector in dict.fromkeys(["msp", best]):
+                figure = path.parent / f"ood_{detector}.png"
+                if figure.is_file():
+                    slug = label.lower().replace(" ", "_").replace("-", "")
+                    shutil.copy(figure, output.parent / f"ood_{slug}_{detector}.png")
+
+    lines = [
+        "Cells: AUROC ↑ / AUPR-In ↑ / AUPR-Out ↑ / FPR@95 ↓ (ID = CIFAR-10 test, positive class).",
+        "",
+        "| model | ID acc | detector | " + " | ".join(ood_sets) + " |",
+        "|---|---:|---|" + "---|" * len(ood_sets),
+    ]
+    for (model, detector), rows in table.items():
+        acc = accuracy[model]
+        acc = acc if acc == "—" else f"{float(acc):.4f}"
+        cells = [
+            " / ".join(f"{float(rows[s][m]):.3f}" for m in METRICS) if s in rows else "—"
+            for s in ood_sets
+        ]
+        lines.append(f"| {model} | {acc} | {detector} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    output.write_text(text)
+    log.info("wrote %s", output)
+    return text
