@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def plot_gradient_norms(
     axes[0][0].set_ylabel("mean gradient L2 norm")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(
@@ -75,7 +75,7 @@ def plot_curves(
         ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_cam_grid(
@@ -100,7 +100,7 @@ def plot_cam_grid(
         axes[row][2 * col].set_title(titles[i], fontsize=6, loc="left")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ood_scores(
@@ -138,7 +138,7 @@ def plot_ood_scores(
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_heatmap(
@@ -169,4 +169,4 @@ def plot_heatmap(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,0 +1,67 @@
+"""Lab 4's figures: attack sweeps and adversarial examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.plots import plt, save_figure
+from lab4.attacks import AttackResult
+
+SWEEP_PANELS = {
+    "success_rate": "success rate (correct before)",
+    "robust_accuracy": "robust accuracy",
+    "mean_iterations": "mean iterations to success",
+    "confidence_drop": "true-class confidence drop",
+}
+
+
+def plot_attack_sweep(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """The attack metrics vs ε per step, one line per attack."""
+    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(3.4 * len(SWEEP_PANELS), 3.0))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    for ax, (key, label) in zip(axes, SWEEP_PANELS.items(), strict=True):
+        for name in attacks:
+            points = [(r["epsilon"], r[key]) for r in rows if r["attack"] == name]
+            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("ε per step (/255)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_attack_examples(
+    result: AttackResult,
+    class_names: Sequence[str],
+    count: int,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Rows of original | perturbation (amplified to the full range) | adversarial, with the
+    predicted class and its confidence, for the first ``count`` successful attacks (or the
+    first images if fewer succeeded)."""
+    chosen = result.success.nonzero().squeeze(1)[:count].tolist()
+    chosen += [i for i in range(len(result.labels)) if i not in chosen][: count - len(chosen)]
+    fig, axes = plt.subplots(len(chosen), 3, figsize=(5.4, 1.9 * len(chosen)), squeeze=False)
+    for row, i in enumerate(chosen):
+        perturbation = result.adversarial[i] - result.images[i]
+        scale = perturbation.abs().max().clamp_min(1e-12)
+        panels = [
+            (result.images[i], result.probabilities_before[i], "original"),
+            (0.5 + 0.5 * perturbation / scale, None, f"perturbation ×{0.5 / scale:.0f}"),
+            (result.adversarial[i], result.probabilities_after[i], "adversarial"),
+        ]
+        for ax, (image, probabilities, name) in zip(axes[row], panels, strict=True):
+            ax.imshow(image.permute(1, 2, 0).float().clamp(0, 1).cpu().numpy())
+            ax.axis("off")
+            if probabilities is not None:
+                confidence, predicted = probabilities.max(dim=0)
+                name += f"\n{class_names[predicted]} {confidence:.2f}"
+            ax.set_title(name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
