@@ -23,50 +23,13 @@ from torch import nn
 from common.checkpoints import load_classifier_checkpoint
 from common.data import CIFAR10DataModule
 from common.models import find_normalize
-from lab4.attacks import AttackResult, attack, attack_metrics
+from lab4.attacks import attack_metrics
 from lab4.plots import plot_attack_examples, plot_attack_sweep
+from lab4.robustness import attack_test_images
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("success_rate", "mean_iterations", "confidence_drop", "robust_accuracy")
-
-
-def run_attack(
-    model: nn.Module,
-    data: CIFAR10DataModule,
-    name: Literal["fgsm", "iterative", "pgd"],
-    epsilon: float,
-    num_images: int,
-    iterations: int,
-    budget: float | None,
-    target: int | None,
-    device: torch.device,
-) -> AttackResult:
-    """One attack over the first ``num_images`` test images, batch by batch."""
-    dataset = data.splits["test"]
-    generator = torch.Generator().manual_seed(data.seed)
-    results = []
-    for start in range(0, min(num_images, len(dataset)), data.batch_size):
-        stop = min(start + data.batch_size, num_images)
-        images = dataset.images[start:stop].to(device)
-        images = data.on_after_batch_transfer((images, None), 0)[0]
-        labels = dataset.targets[start:stop].to(device)
-        targets = None if target is None else torch.full_like(labels, target)
-        results.append(
-            attack(
-                model,
-                images,
-                labels,
-                epsilon,
-                iterations=1 if name == "fgsm" else iterations,
-                budget=budget,
-                random_start=name == "pgd",
-                targets=targets,
-                stop_on_success=name != "fgsm",
-                generator=generator,
-            )
-        )
-    return AttackResult.cat(results)
 
 
 def write_table(output_dir: Path) -> Path:
@@ -142,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             step = epsilon / 255
             budget = None if cfg.budget is None else cfg.budget * step
-            result = run_attack(
+            result = attack_test_images(
                 model, data, name, step, cfg.num_images, cfg.iterations, budget, target, device
             )
             row = {"attack": name, "epsilon": epsilon, **attack_metrics(result)}

@@ -101,10 +101,46 @@ def attack(
             every step, as in the textbook FGSM).
         generator: for the random start.
     """
-    if random_start and budget is None:
-        raise ValueError("random_start needs a budget (the radius of the starting ball)")
     labels = labels.to(images.device)
     targets = None if targets is None else targets.to(images.device)
+    with eval_mode(model), torch.no_grad():
+        probabilities_before = model(images).softmax(dim=1)
+    adversarial, steps = perturb(
+        model, images, labels, step_size, iterations, budget, random_start, targets,
+        stop_on_success, generator,
+    )  # fmt: skip
+    with eval_mode(model), torch.no_grad():
+        probabilities_after = model(adversarial).softmax(dim=1)
+    predicted = probabilities_after.argmax(dim=1)
+    success = predicted != labels if targets is None else predicted == targets
+    return AttackResult(
+        images=images.detach().clone(),
+        adversarial=adversarial,
+        labels=labels,
+        targets=targets,
+        probabilities_before=probabilities_before,
+        probabilities_after=probabilities_after,
+        success=success,
+        iterations=steps,
+    )
+
+
+def perturb(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    step_size: float,
+    iterations: int = 1,
+    budget: float | None = None,
+    random_start: bool = False,
+    targets: torch.Tensor | None = None,
+    stop_on_success: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The adversarial images and the steps each took, without :func:`attack`'s bookkeeping
+    (what adversarial training needs); arguments as in :func:`attack`."""
+    if random_start and budget is None:
+        raise ValueError("random_start needs a budget (the radius of the starting ball)")
     goal = labels if targets is None else targets
     direction = 1.0 if targets is None else -1.0  # up the true class's loss, or down the target's
     with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
@@ -115,20 +151,19 @@ def attack(
             adversarial = (adversarial + (2 * noise.to(images.device) - 1) * budget).clamp(0, 1)
         steps = torch.zeros(len(images), dtype=torch.long, device=images.device)
         active = torch.ones(len(images), dtype=torch.bool, device=images.device)
-        with torch.no_grad():
-            probabilities_before = model(original).softmax(dim=1)
         for step in range(iterations + 1):
+            if step == iterations and not stop_on_success:
+                break  # the last check only serves per-sample stopping
             index = active.nonzero().squeeze(1)
             if len(index) == 0:
                 break
             inputs = adversarial[index].requires_grad_(True)
             logits = model(inputs)
+            done = torch.zeros(len(index), dtype=torch.bool, device=images.device)
             if stop_on_success:
                 predicted = logits.argmax(dim=1)
                 done = predicted != labels[index] if targets is None else predicted == goal[index]
                 active[index[done]] = False
-            else:
-                done = torch.zeros(len(index), dtype=torch.bool, device=images.device)
             if step == iterations or done.all():
                 break
             loss = nn.functional.cross_entropy(logits, goal[index], reduction="sum")
@@ -140,20 +175,7 @@ def attack(
                     moved = original[moving] + (moved - original[moving]).clamp(-budget, budget)
                 adversarial[moving] = moved.clamp(0, 1)
             steps[moving] += 1
-        with torch.no_grad():
-            probabilities_after = model(adversarial).softmax(dim=1)
-    predicted = probabilities_after.argmax(dim=1)
-    success = predicted != labels if targets is None else predicted == targets
-    return AttackResult(
-        images=original,
-        adversarial=adversarial.detach(),
-        labels=labels,
-        targets=targets,
-        probabilities_before=probabilities_before,
-        probabilities_after=probabilities_after,
-        success=success,
-        iterations=steps,
-    )
+    return adversarial.detach(), steps
 
 
 def fgsm(
