@@ -1,0 +1,89 @@
+"""Batched iterative FGSM versus attacking one image at a time (as the course's seed code does).
+
+Measures, in one run, on the first N CIFAR-10 test images and the same model:
+  (1) ``lab4.attacks.attack`` on batches of ``--batch_size`` images (per-sample stopping), and
+  (2) the same attack called on one image at a time,
+checks that both give the same adversarial images (up to float rounding in the convolutions) and
+prints images/s and the speed-up (goal >= 20x).
+
+    python benchmarks/attack_speed.py [--images 1000] [--epsilon 1] [--iterations 10]
+        [--checkpoint runs/lab4/cnn_cifar10/checkpoints/best.ckpt]   # default: pretrained ResNet-20
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common.checkpoints import load_classifier_checkpoint
+from common.data import CIFAR10DataModule
+from common.models.pretrained import ResNet20
+from lab4.attacks import AttackResult, attack
+from lab4.models import SimpleCNN
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--batch_size", type=int, default=500)
+    parser.add_argument("--epsilon", type=float, default=1.0, help="step, in 1/255")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--checkpoint", default=None, help="a custom-CNN fit checkpoint")
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    args = parser.parse_args()
+
+    data = CIFAR10DataModule(data_dir="data", download=False)
+    data.prepare_data()
+    data.setup("test")
+    images = data.on_after_batch_transfer((data.splits["test"].images[: args.images], None), 0)[0]
+    labels = data.splits["test"].targets[: args.images]
+    if args.checkpoint:
+        model = SimpleCNN(args.widths)
+        load_classifier_checkpoint(model, args.checkpoint)
+        name = f"custom CNN {args.widths}"
+    else:
+        model, name = ResNet20(path="data/weights/resnet20-12fca82f.th"), "pretrained ResNet-20"
+    model.eval()
+    step = args.epsilon / 255
+    print(
+        f"{name}, {args.images} images, iterative FGSM ε={args.epsilon:g}/255 × ≤{args.iterations}"
+    )
+    print(f"threads: {torch.get_num_threads()}")
+
+    start = time.perf_counter()
+    batched = AttackResult.cat(
+        [
+            attack(model, images[i : i + args.batch_size], labels[i : i + args.batch_size], step,
+                   args.iterations)
+            for i in range(0, len(images), args.batch_size)
+        ]
+    )  # fmt: skip
+    batched_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    single = AttackResult.cat(
+        [attack(model, images[i : i + 1], labels[i : i + 1], step, args.iterations)
+         for i in range(len(images))]
+    )  # fmt: skip
+    single_seconds = time.perf_counter() - start
+
+    same_steps = (batched.iterations == single.iterations).float().mean().item()
+    same_images = (batched.adversarial - single.adversarial).abs().amax(dim=(1, 2, 3)) < 1e-4
+    print(
+        f"batched ({args.batch_size}/batch): {batched_seconds:7.1f} s "
+        f"({len(images) / batched_seconds:7.1f} img/s)"
+    )
+    print(
+        f"one at a time:      {single_seconds:7.1f} s ({len(images) / single_seconds:7.1f} img/s)"
+    )
+    print(f"speed-up: {single_seconds / batched_seconds:.1f}x")
+    print(f"agreement: same step count {same_steps:.3f}, "
+          f"same adversarial image {same_images.float().mean().item():.3f}, "
+          f"success rate {batched.success.float().mean().item():.3f} vs "
+          f"{single.success.float().mean().item():.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
