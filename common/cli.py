@@ -40,9 +40,13 @@ class LabCLI(LightningCLI):
     - ``--ckpt_path best|last`` works in a new process: it names the files in that folder, so
       ``test --ckpt_path best`` after ``fit``, and ``fit --ckpt_path last`` after an interrupted
       fit (resume), do what they say;
-    - the DataModule's class count and normalisation statistics are passed to the model;
+    - the DataModule's class count and normalisation statistics are passed to the model
+      (``link_data_to_model``; a lab whose models are not classifiers turns it off in a
+      subclass, its package's ``CLI``);
     - checkpoints are loaded with ``weights_only=True``.
     """
+
+    link_data_to_model = True
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("subclass_mode_model", True)
@@ -71,12 +75,13 @@ class LabCLI(LightningCLI):
                 f"{key}.dirpath",
                 compute_fn=lambda run_dir: str(Path(run_dir) / "checkpoints"),
             )
-        parser.link_arguments(
-            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.normalization", "model.init_args.normalization", apply_on="instantiate"
-        )
+        if self.link_data_to_model:
+            parser.link_arguments(
+                "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+            )
+            parser.link_arguments(
+                "data.normalization", "model.init_args.normalization", apply_on="instantiate"
+            )
 
     def instantiate_classes(self) -> None:
         try:
@@ -140,17 +145,16 @@ def _check_checkpoint(path: str) -> None:
 
 
 def main(package: str, args: list[str] | None = None) -> None:
-    """Entry point of ``python -m <package>``: LightningCLI subcommands, ``sweep`` and the lab's
-    own commands (``<package>.COMMANDS``: name → module whose ``main(argv)`` runs it, imported
-    only when used)."""
+    """Entry point of ``python -m <package>``: LightningCLI subcommands (through the package's
+    ``CLI`` class, default :class:`LabCLI`), ``sweep`` and the lab's own commands
+    (``<package>.COMMANDS``: name → module whose ``main(argv)`` runs it, imported only when
+    used)."""
     if not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")
     torch.set_float32_matmul_precision("high")
     argv = sys.argv[1:] if args is None else args
-    commands = {
-        "sweep": "common.sweep",
-        **getattr(importlib.import_module(package), "COMMANDS", {}),
-    }
+    lab = importlib.import_module(package)
+    commands = {"sweep": "common.sweep", **getattr(lab, "COMMANDS", {})}
     try:
         if argv[:1] and argv[0] in commands:
             module = importlib.import_module(commands[argv[0]])
@@ -159,7 +163,7 @@ def main(package: str, args: list[str] | None = None) -> None:
             else:
                 module.main(argv[1:])
             return
-        LabCLI(args=args)  # None: LightningCLI reads sys.argv itself (and does not warn)
+        getattr(lab, "CLI", LabCLI)(args=args)  # None: LightningCLI reads sys.argv itself (and does not warn)
     except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError) as error:
         # what a user fixes (a path, a download, a checkpoint): one line, no traceback
         raise SystemExit(f"error: {error}") from None
