@@ -163,7 +163,8 @@ def main(package: str, args: list[str] | None = None) -> None:
             else:
                 module.main(argv[1:])
             return
-        getattr(lab, "CLI", LabCLI)(args=args)  # None: LightningCLI reads sys.argv itself (and does not warn)
+        # args None: LightningCLI reads sys.argv itself (and does not warn)
+        getattr(lab, "CLI", LabCLI)(args=args)
     except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError) as error:
         # what a user fixes (a path, a download, a checkpoint): one line, no traceback
         raise SystemExit(f"error: {error}") from None
