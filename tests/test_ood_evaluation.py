@@ -78,3 +78,33 @@ def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_pa
     assert result["temperature"] in (1, 1000) and result["epsilon"] in (0, 0.002)
     assert set(result["test"]) == {"imagenette", "mnist", "fake"}
     assert "naive_seconds" in result and output.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_ood_metrics_on_validation_splits_every_n_epochs(ood_folders, tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from common.callbacks import OODEvaluation
+    from common.classifier import ImageClassifier
+    from lab4.data import OODDataModule
+    from lab4.detectors import ODIN, MaxSoftmax
+    from lab4.models import SimpleCNN
+
+    data = OODDataModule(data_dir=ood_folders, download=False, val_size=4, fake_size=8)
+    model = ImageClassifier(SimpleCNN((4, 8)), num_classes=10, normalization=data.normalization)
+    callback = OODEvaluation(
+        [MaxSoftmax(), ODIN(temperatures=[1, 10], epsilons=[0, 0.002])], every_n_val_epochs=2
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[callback],
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    header = next((tmp_path / "lightning_logs").glob("version_*/metrics.csv")).read_text()
+    assert "ood_val/imagenette/msp/auroc" in header and "ood_val/fake/msp/fpr95" in header
+    assert "ood_val/mnist/odin_T" in header  # tuned on the validation pair, then scored
+    assert not list(tmp_path.rglob("ood_metrics.csv"))  # files are written at test end only

@@ -52,7 +52,8 @@ class Detector(Protocol):
 
 
 class OODEvaluation(L.Callback):
-    """OOD metrics, tables and figures for the configured detectors at the end of ``test``.
+    """OOD metrics, tables and figures for the configured detectors at the end of ``test``
+    (and, optionally, metrics on validation splits during training).
 
     Writes ``ood_metrics.csv``, ``ood_metrics.md`` and ``ood_<detector>.png`` (score histograms,
     ROC and PR curves per OOD set) into the run folder, logs ``ood/<set>/<detector>/<metric>``
@@ -64,6 +65,8 @@ class OODEvaluation(L.Callback):
         tune_on: the OOD set whose validation split tunes detectors that need it.
         tune_images: at most this many ID and this many OOD validation images for tuning.
         split: which OOD split to score (``"test"``; ``"val"`` is for choosing hyperparameters).
+        every_n_val_epochs: also evaluate (on validation splits, logged only) every this many
+            training epochs; ``None``: at test end only.
     """
 
     def __init__(
@@ -73,12 +76,14 @@ class OODEvaluation(L.Callback):
         tune_on: str = "imagenette",
         tune_images: int | None = 2000,
         split: str = "test",
+        every_n_val_epochs: int | None = None,
     ) -> None:
         self.detectors = list(detectors)
         self.fit_images = fit_images
         self.tune_on = tune_on
         self.tune_images = tune_images
         self.split = split
+        self.every_n_val_epochs = every_n_val_epochs
 
     @staticmethod
     def _batches(trainer, images: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -143,17 +148,14 @@ class OODEvaluation(L.Callback):
                 time.perf_counter() - start,
             )
 
-    @rank_zero_only
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        model = pl_module.model
+    def _evaluate(self, trainer, model: nn.Module, id_loader, ood_split: str):
+        """Fit and tune what needs it, then score ID and OOD sets: metric rows and scores."""
         self._fit(trainer, model)
         self._tune(trainer, model)
-        id_scores, id_accuracy = self._score_loader(
-            trainer, model, trainer.datamodule.test_dataloader()
-        )
+        id_scores, id_accuracy = self._score_loader(trainer, model, id_loader)
         ood_scores = {
             name: self._score_loader(trainer, model, loader)[0]
-            for name, loader in trainer.datamodule.ood_dataloaders(self.split).items()
+            for name, loader in trainer.datamodule.ood_dataloaders(ood_split).items()
         }
         rows = [
             {
@@ -165,6 +167,38 @@ class OODEvaluation(L.Callback):
             for name, scores in ood_scores.items()
             for d in self.detectors
         ]
+        return rows, id_scores, ood_scores
+
+    @staticmethod
+    def _log(trainer, rows: list[dict], prefix: str) -> None:
+        metrics = {
+            f"{prefix}/{r['ood_set']}/{r['detector']}/{key}": r[key]
+            for r in rows
+            for key in ("auroc", "aupr_in", "aupr_out", "fpr95")
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Every ``every_n_val_epochs``: ID val vs the OOD ``val`` splits, logged as ``ood_val/…``
+        (no files; the test sets stay untouched during training)."""
+        epoch = trainer.current_epoch + 1
+        if (
+            not self.every_n_val_epochs
+            or trainer.sanity_checking
+            or epoch % self.every_n_val_epochs
+        ):
+            return
+        loader = trainer.datamodule.val_dataloader()
+        rows, _, _ = self._evaluate(trainer, pl_module.model, loader, "val")
+        self._log(trainer, rows, "ood_val")
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        model = pl_module.model
+        loader = trainer.datamodule.test_dataloader()
+        rows, id_scores, ood_scores = self._evaluate(trainer, model, loader, self.split)
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self._write(rows, run_dir)
         figures = [
@@ -176,13 +210,8 @@ class OODEvaluation(L.Callback):
             )
             for d in self.detectors
         ]
-        metrics = {
-            f"ood/{r['ood_set']}/{r['detector']}/{key}": r[key]
-            for r in rows
-            for key in ("auroc", "aupr_in", "aupr_out", "fpr95")
-        }
+        self._log(trainer, rows, "ood")
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="ood", images=[str(f) for f in figures])
 
