@@ -15,7 +15,6 @@ the ID ones.
 from __future__ import annotations
 
 import csv
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,14 +24,12 @@ from typing import Protocol
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
 from common.features import penultimate
 from common.metrics import ood_metrics
 from common.plots import plot_ood_scores
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -137,15 +134,10 @@ class OODEvaluation(L.Callback):
             auroc = detector.tune(
                 model, self._batches(trainer, id_images), self._batches(trainer, ood_images)
             )
-            log.info(
-                "%s chosen on validation (ID val vs %s val, %d + %d images; "
-                "best AUROC %.4f) in %.1f s",
-                detector.name,
-                self.tune_on,
-                len(id_images),
-                len(ood_images),
-                auroc.max(),
-                time.perf_counter() - start,
+            rank_zero_info(
+                f"{detector.name} chosen on validation (ID val vs {self.tune_on} val, "
+                f"{len(id_images)} + {len(ood_images)} images; best AUROC {auroc.max():.4f}) "
+                f"in {time.perf_counter() - start:.1f} s"
             )
 
     def _evaluate(self, trainer, model: nn.Module, id_loader, ood_split: str):
