@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class OODEvaluation(L.Callback):
         self.tune_images = tune_images
         self.split = split
         self.every_n_val_epochs = every_n_val_epochs
+        self.seconds: dict[str, float] = defaultdict(float)  # per phase, last evaluation
 
     @staticmethod
     def _batches(trainer, images: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -97,12 +99,16 @@ class OODEvaluation(L.Callback):
             images = images.to(trainer.strategy.root_device)
             # the ID batches' own preprocessing (e.g. uint8 → [0, 1]), for OOD batches too
             images, _ = trainer.datamodule.on_after_batch_transfer((images, None), 0)
+            start = time.perf_counter()
             with torch.no_grad():
                 features = penultimate(model, images)
                 logits = model.classifier[-1](features)
+            self.seconds["features"] += time.perf_counter() - start
             batch = ScoredBatch(model, images, features, logits)
             for detector in self.detectors:
+                start = time.perf_counter()
                 scores[detector.name].append(detector.score(batch).float().cpu())
+                self.seconds[detector.name] += time.perf_counter() - start
             known = targets >= 0
             correct += (logits.argmax(dim=1).cpu()[known] == targets[known]).sum().item()
             labelled += known.sum().item()
@@ -142,13 +148,22 @@ class OODEvaluation(L.Callback):
 
     def _evaluate(self, trainer, model: nn.Module, id_loader, ood_split: str):
         """Fit and tune what needs it, then score ID and OOD sets: metric rows and scores."""
+        self.seconds = defaultdict(float)
+        start = time.perf_counter()
         self._fit(trainer, model)
+        self.seconds["fit"] = time.perf_counter() - start
+        start = time.perf_counter()
         self._tune(trainer, model)
+        self.seconds["tune"] = time.perf_counter() - start
         id_scores, id_accuracy = self._score_loader(trainer, model, id_loader)
         ood_scores = {
             name: self._score_loader(trainer, model, loader)[0]
             for name, loader in trainer.datamodule.ood_dataloaders(ood_split).items()
         }
+        rank_zero_info(
+            "OOD evaluation seconds: "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.seconds.items())
+        )
         rows = [
             {
                 "ood_set": name,
