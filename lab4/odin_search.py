@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=OODDataModule, required=True)
     parser.add_argument("--validation_set", type=str, default="imagenette", help="OOD set for val")
     parser.add_argument(
-        "--validation_images", type=int | None, default=2000, help="at most this many ID + OOD"
+        "--validation_images", type=int | None, default=1000, help="at most this many ID + OOD"
     )
     parser.add_argument("--temperatures", type=list[float], default=[1, 10, 100, 1000])
     parser.add_argument("--epsilons", type=list[float], default=[0, 0.0005, 0.001, 0.002, 0.004])

@@ -72,7 +72,7 @@ class OODEvaluation(L.Callback):
         detectors: Sequence[Detector],
         fit_images: int = 10_000,
         tune_on: str = "imagenette",
-        tune_images: int | None = 2000,
+        tune_images: int | None = 1000,
         split: str = "test",
         every_n_val_epochs: int | None = None,
     ) -> None:
