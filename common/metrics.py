@@ -51,9 +51,11 @@ def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, 
     scores = (scores - scores.min()) / (scores.max() - scores.min()).clamp_min(1e-300)
     is_id = torch.cat([torch.ones(len(id_scores)), torch.zeros(len(ood_scores))]).long()
     fpr, tpr, _ = binary_roc(scores, is_id)
-    return {
+    metrics = {
         "auroc": binary_auroc(scores, is_id).item(),
         "aupr_in": binary_average_precision(scores, is_id).item(),
         "aupr_out": binary_average_precision(1 - scores, 1 - is_id).item(),
         "fpr95": fpr[torch.argmax((tpr >= 0.95).int())].item(),
     }
+    # torchmetrics sums in float32: a perfect separation can read 1.0000001
+    return {name: min(max(value, 0.0), 1.0) for name, value in metrics.items()}

@@ -14,6 +14,7 @@ from torch import nn
 
 from common.callbacks.ood_evaluation import ScoredBatch
 from common.checkpoints import load_classifier_checkpoint
+from common.features import penultimate
 from common.metrics import ood_metrics
 from lab4.models import ConvAutoencoder, reconstruction_error
 
@@ -140,24 +141,61 @@ class Mahalanobis:
 
 class KNN:
     """Distance to the k-th nearest ID training feature after L2 normalisation (Sun et al.
-    2022), negated."""
+    2022), negated.
 
-    def __init__(self, k: int = 50) -> None:
+    Args:
+        k: the neighbour, or
+        ks: a grid; :meth:`tune` keeps the k with the best validation AUROC (as the paper
+            chooses k on validation data).
+    """
+
+    def __init__(self, k: int = 50, ks: list[int] | None = None) -> None:
+        self.ks = ks or [k]
+        self._choose(k)
+
+    def _choose(self, k: int) -> None:
         self.k = k
         self.name = f"knn{k}"
+
+    @property
+    def needs_tuning(self) -> bool:
+        return len(self.ks) > 1
 
     def fit(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> KNN:
         self.bank = nn.functional.normalize(features.float(), dim=1)
         return self
 
-    def score_features(self, features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    def distances(self, features: torch.Tensor, ks: Sequence[int], chunk: int = 1024):
+        """Distances (N, len(ks)) to the ks-th nearest bank features."""
         queries = nn.functional.normalize(features.float(), dim=1)
         bank = self.bank.to(features.device)
-        kth = [
-            torch.cdist(part, bank).topk(min(self.k, len(bank)), dim=1, largest=False).values[:, -1]
+        index = torch.tensor([min(k, len(bank)) - 1 for k in ks], device=features.device)
+        nearest = [
+            torch.cdist(part, bank).topk(int(index.max()) + 1, dim=1, largest=False).values
             for part in queries.split(chunk)
         ]
-        return -torch.cat(kth)
+        return torch.cat(nearest)[:, index]
+
+    def score_features(self, features: torch.Tensor) -> torch.Tensor:
+        return -self.distances(features, [self.k])[:, 0]
+
+    def tune(
+        self,
+        model: nn.Module,
+        id_batches: Iterable[torch.Tensor],
+        ood_batches: Iterable[torch.Tensor],
+    ) -> torch.Tensor:
+        """Choose k by validation AUROC; returns the AUROC per k."""
+        with torch.no_grad():
+            id_scores, ood_scores = (
+                -torch.cat([self.distances(penultimate(model, x), self.ks) for x in batches])
+                for batches in (id_batches, ood_batches)
+            )
+        auroc = torch.tensor(
+            [ood_metrics(id_scores[:, i], ood_scores[:, i])["auroc"] for i in range(len(self.ks))]
+        )
+        self._choose(self.ks[int(auroc.argmax())])
+        return auroc
 
     def score(self, batch: ScoredBatch) -> torch.Tensor:
         return self.score_features(batch.features)

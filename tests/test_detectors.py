@@ -93,3 +93,24 @@ def test_odin_tuning_keeps_the_grid_point_with_the_best_validation_auroc():
         odin_grid(model, [id_images], temperatures, epsilons)[1, 2],
         odin(model, id_images, 10.0, 0.2),
     )
+
+
+def test_knn_tuning_keeps_the_k_with_the_best_validation_auroc():
+    from common.metrics import ood_metrics
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.features = nn.Flatten()
+    model.classifier = nn.Sequential(nn.Identity(), nn.Linear(8, 3))
+    bank = torch.randn(40, 8)
+    id_images, ood_images = torch.randn(10, 2, 4) + 0.5, torch.randn(12, 2, 4)
+    detector = KNN(ks=[1, 3, 10]).fit(bank)
+    auroc = detector.tune(model, [id_images], [ood_images])
+    expected = []
+    for k in (1, 3, 10):  # independent: one fixed-k detector each
+        single = KNN(k).fit(bank)
+        scores = [single.score_features(x.flatten(1)) for x in (id_images, ood_images)]
+        expected.append(ood_metrics(*scores)["auroc"])
+    torch.testing.assert_close(auroc, torch.tensor(expected))
+    assert detector.k == (1, 3, 10)[int(torch.tensor(expected).argmax())]
+    assert detector.name == f"knn{detector.k}"
