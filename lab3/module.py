@@ -1,0 +1,30 @@
+"""``StoryModule``: the LightningModule of ``python -m lab3 predict`` (caption → story per batch).
+
+Precision and device come from the Trainer (``bf16-mixed`` autocasts ``predict_step``); the
+writing of results is the :class:`~lab3.report.StoryReport` callback's.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+
+from lab3.captioner import Captioner
+from lab3.generator import ImageStoryGenerator, StoryResult
+from lab3.inputs import ImageInput
+from lab3.story import StoryWriter
+
+
+class StoryModule(L.LightningModule):
+    """Args: the captioner and writer, the story ``length`` (preset or tokens) and ``seed``
+    (every image's story is drawn with it, so a story does not depend on its batch)."""
+
+    def __init__(
+        self, captioner: Captioner, writer: StoryWriter, length: str | int = "medium", seed: int = 0
+    ) -> None:
+        super().__init__()
+        writer.max_new_tokens(length)  # a bad length fails before any image is read
+        self.save_hyperparameters(ignore=["captioner", "writer"])
+        self.generator = ImageStoryGenerator(captioner, writer)
+
+    def predict_step(self, batch: list[ImageInput], batch_idx: int = 0) -> list[StoryResult]:
+        return self.generator.stories(batch, self.hparams.length, self.hparams.seed)
