@@ -43,8 +43,12 @@ def read_csv(path: Path) -> list[dict]:
 def adversarial_table(runs: dict[str, str], near_ood: str) -> str:
     """Robustness and near-OOD detection of each model, one row each."""
     header = ["model", "clean acc"]
-    rows = []
+    rows, missing = [], []
     for label, run_dir in runs.items():
+        if not list(Path(run_dir).glob("version_*/robustness.csv")):
+            log.warning("%s: no test run in %s yet; listed as not run", label, run_dir)
+            missing.append(label)
+            continue
         ood_path = newest_metrics(Path(run_dir))
         robustness = read_csv(newest_metrics(Path(run_dir), "robustness.csv"))
         ood = [r for r in read_csv(ood_path) if r["ood_set"] == near_ood]
@@ -70,6 +74,7 @@ def adversarial_table(runs: dict[str, str], near_ood: str) -> str:
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),
     ] + ["| " + " | ".join(row) + " |" for row in rows]
+    lines += [f"| {label} | not run |" + " |" * (len(header) - 2) for label in missing]
     return "\n".join(lines) + "\n"
 
 

@@ -63,7 +63,8 @@ def test_adversarial_test_run_reports_robustness_and_ood(ood_folders, tmp_path):
     metrics = (version / "metrics.csv").read_text()
     assert "test/adv_acc" in metrics and "robust/fgsm/eps2/robust_accuracy" in metrics
     table = tmp_path / "adversarial_training.md"
-    main("lab4", ["report", "--kind=adversarial", f"--runs={{'adv CNN': '{tmp_path}'}}",
-                  f"--output={table}"])  # fmt: skip
-    row = table.read_text().splitlines()[-1]
+    runs = f"--runs={{'adv CNN': '{tmp_path}', 'never run': '{tmp_path / 'none'}'}}"
+    main("lab4", ["report", "--kind=adversarial", runs, f"--output={table}"])
+    row, missing = table.read_text().splitlines()[-2:]
     assert row.startswith("| adv CNN | ") and row.count(" / ") == 6  # six attack cells
+    assert missing.startswith("| never run | not run |")
