@@ -24,7 +24,7 @@ from common.checkpoints import load_classifier_checkpoint
 from common.data import CIFAR10DataModule
 from common.models import find_normalize
 from lab4.attacks import attack_metrics
-from lab4.plots import plot_attack_examples, plot_attack_sweep
+from lab4.plots import plot_attack_examples, plot_attack_sweep, slugify
 from lab4.robustness import attack_test_images
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     data.setup("test")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    slug = cfg.label.lower().replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+    slug = slugify(cfg.label)
     slug += f"_{cfg.target}" if cfg.target else ""
 
     rows, examples = [], {}

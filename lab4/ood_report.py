@@ -21,6 +21,8 @@ from typing import Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from lab4.plots import slugify
+
 log = logging.getLogger(__name__)
 
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
@@ -116,8 +118,7 @@ def main(argv: list[str] | None = None) -> str:
             for detector in dict.fromkeys(["msp", best]):
                 figure = path.parent / f"ood_{detector}.png"
                 if figure.is_file():
-                    slug = label.lower().replace(" ", "_").replace("-", "")
-                    shutil.copy(figure, output.parent / f"ood_{slug}_{detector}.png")
+                    shutil.copy(figure, output.parent / f"ood_{slugify(label)}_{detector}.png")
 
     lines = [
         "Cells: AUROC ↑ / AUPR-In ↑ / AUPR-Out ↑ / FPR@95 ↓ (ID = CIFAR-10 test, positive class).",

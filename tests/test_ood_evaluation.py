@@ -45,7 +45,7 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
     msp_row = next(line for line in text.splitlines() if "| msp |" in line)
     assert msp_row.startswith(f"| tiny ResNet-20 | {float(rows[0]['id_accuracy']):.4f} | msp |")
     assert msp_row.count(" / ") == 3 * 3  # four metrics for each of the three OOD sets
-    assert (table.parent / "ood_tiny_resnet20_msp.png").is_file()
+    assert (table.parent / "ood_tiny_resnet_20_msp.png").is_file()
 
 
 def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_path):
