@@ -49,17 +49,21 @@ def plot_attack_examples(
     title: str = "",
 ) -> Path:
     """Rows of original | perturbation (amplified to the full range) | adversarial, with the
-    predicted class and its confidence, for the first ``count`` successful attacks (or the
-    first images if fewer succeeded)."""
-    chosen = result.success.nonzero().squeeze(1)[:count].tolist()
-    chosen += [i for i in range(len(result.labels)) if i not in chosen][: count - len(chosen)]
+    predicted class and its confidence, for the first ``count`` real successes (images the model
+    got right before the attack), then other images."""
+    right_before = result.prediction_before == result.labels
+    chosen = (result.success & right_before).nonzero().squeeze(1)[:count].tolist()
+    # then other images, those the model got right first
+    order = right_before.float().argsort(descending=True, stable=True).tolist()
+    chosen += [i for i in order if i not in chosen][: count - len(chosen)]
     fig, axes = plt.subplots(len(chosen), 3, figsize=(5.4, 1.9 * len(chosen)), squeeze=False)
     for row, i in enumerate(chosen):
         perturbation = result.adversarial[i] - result.images[i]
         scale = perturbation.abs().max().clamp_min(1e-12)
+        amplified = f"perturbation ×{0.5 / scale:.0f}" if scale > 1e-6 else "no perturbation"
         panels = [
             (result.images[i], result.probabilities_before[i], "original"),
-            (0.5 + 0.5 * perturbation / scale, None, f"perturbation ×{0.5 / scale:.0f}"),
+            (0.5 + 0.5 * perturbation / scale, None, amplified),
             (result.adversarial[i], result.probabilities_after[i], "adversarial"),
         ]
         for ax, (image, probabilities, name) in zip(axes[row], panels, strict=True):
@@ -68,6 +72,8 @@ def plot_attack_examples(
             if probabilities is not None:
                 confidence, predicted = probabilities.max(dim=0)
                 name += f"\n{class_names[predicted]} {confidence:.2f}"
+            if name == "original":
+                name = f"{class_names[result.labels[i]]}: " + name
             ax.set_title(name, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
