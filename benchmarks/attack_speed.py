@@ -1,6 +1,7 @@
 """Batched iterative FGSM versus attacking one image at a time (as the course's seed code does).
 
-Measures, in one run, on the first N CIFAR-10 test images and the same model:
+Measures, in one run, on N CIFAR-10 test images (the seeded choice of `python -m lab4 attack`)
+and the same model:
   (1) ``lab4.attacks.attack`` on batches of ``--batch_size`` images (per-sample stopping), and
   (2) the same attack called on one image at a time,
 checks that both give the same adversarial images (up to float rounding in the convolutions) and
@@ -22,6 +23,7 @@ from common.data import CIFAR10DataModule
 from common.models.pretrained import ResNet20
 from lab4.attacks import AttackResult, attack
 from lab4.models import SimpleCNN
+from lab4.robustness import attack_sample
 
 
 def main() -> None:
@@ -37,8 +39,8 @@ def main() -> None:
     data = CIFAR10DataModule(data_dir="data", download=False)
     data.prepare_data()
     data.setup("test")
-    images = data.on_after_batch_transfer((data.splits["test"].images[: args.images], None), 0)[0]
-    labels = data.splits["test"].targets[: args.images]
+    images, labels = attack_sample(data, args.images)  # seeded choice, as `python -m lab4 attack`
+    images = data.on_after_batch_transfer((images, None), 0)[0]
     if args.checkpoint:
         model = SimpleCNN(args.widths)
         load_classifier_checkpoint(model, args.checkpoint)

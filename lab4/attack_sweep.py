@@ -1,7 +1,7 @@
 """``python -m lab4 attack``: an ε sweep of FGSM and iterative FGSM (untargeted or targeted).
 
-For every ε (in 1/255 units, per step) and attack, the first ``num_images`` test images are
-attacked in batches and :func:`lab4.attacks.attack_metrics` computed. Each run writes
+For every ε (in 1/255 units, per step) and attack, ``num_images`` test images (a seeded random
+choice) are attacked in batches and :func:`lab4.attacks.attack_metrics` computed. Each run writes
 ``<output_dir>/<label>.json``, a figure of the metrics vs ε, and example grids (original |
 amplified perturbation | adversarial); ``<output_dir>/attacks.md`` is rebuilt from every json in
 the folder, so runs on several models make one table. Figures and metrics go to W&B too.

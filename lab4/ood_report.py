@@ -71,7 +71,8 @@ def adversarial_table(runs: dict[str, str], near_ood: str) -> str:
         )
     lines = [
         "Robust accuracy over all images / success rate over those correct before the attack"
-        " (first 1000 CIFAR-10 test images; ε per step in 1/255; iterative: ≤ 10 steps).",
+        " (1000 CIFAR-10 test images, a seeded random choice; ε per step in 1/255;"
+        " iterative: ≤ 10 steps).",
         "",
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),

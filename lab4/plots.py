@@ -69,11 +69,11 @@ def plot_attack_examples(
         for ax, (image, probabilities, name) in zip(axes[row], panels, strict=True):
             ax.imshow(image.permute(1, 2, 0).float().clamp(0, 1).cpu().numpy())
             ax.axis("off")
+            if name == "original":
+                name = f"original ({class_names[result.labels[i]]})"
             if probabilities is not None:
                 confidence, predicted = probabilities.max(dim=0)
                 name += f"\n{class_names[predicted]} {confidence:.2f}"
-            if name == "original":
-                name = f"{class_names[result.labels[i]]}: " + name
             ax.set_title(name, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)

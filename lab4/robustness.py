@@ -17,6 +17,15 @@ from common.data import CIFAR10DataModule
 from lab4.attacks import AttackResult, attack, attack_metrics
 
 
+def attack_sample(data: CIFAR10DataModule, num_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random choice of ``num_images`` test images (uint8) and labels, in test-set
+    order. Not the *first* images: image-folder test sets are sorted by class."""
+    dataset = data.splits["test"]
+    generator = torch.Generator().manual_seed(data.seed)
+    index = torch.randperm(len(dataset), generator=generator)[:num_images].sort().values
+    return dataset.images[index], dataset.targets[index]
+
+
 def attack_test_images(
     model: nn.Module,
     data: CIFAR10DataModule,
@@ -28,17 +37,16 @@ def attack_test_images(
     target: int | None,
     device: torch.device,
 ) -> AttackResult:
-    """One attack (ε = ``epsilon`` in [0, 1] units) over the first ``num_images`` test images,
+    """One attack (ε = ``epsilon`` in [0, 1] units) over :func:`attack_sample`'s test images,
     batch by batch: ``fgsm`` (one step, every image), ``iterative`` (per-sample stopping),
     ``pgd`` (iterative from a random start in the ``budget`` ball)."""
-    dataset = data.splits["test"]
+    images_uint8, all_labels = attack_sample(data, num_images)
     generator = torch.Generator().manual_seed(data.seed)
     results = []
-    for start in range(0, min(num_images, len(dataset)), data.batch_size):
-        stop = min(start + data.batch_size, num_images)
-        images = dataset.images[start:stop].to(device)
+    for start in range(0, len(images_uint8), data.batch_size):
+        images = images_uint8[start : start + data.batch_size].to(device)
         images = data.on_after_batch_transfer((images, None), 0)[0]
-        labels = dataset.targets[start:stop].to(device)
+        labels = all_labels[start : start + data.batch_size].to(device)
         targets = None if target is None else torch.full_like(labels, target)
         results.append(
             attack(
@@ -68,7 +76,7 @@ class RobustnessEvaluation(L.Callback):
         epsilons: ε per step, in 1/255 pixel units.
         attacks: among ``fgsm``, ``iterative``, ``pgd``.
         iterations: steps of the iterative attacks.
-        num_images: the first this many test images.
+        num_images: this many test images (a seeded random choice, :func:`attack_sample`).
     """
 
     def __init__(
