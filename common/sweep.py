@@ -27,7 +27,8 @@ from common.plots import plot_curves, plot_gradient_norms
 log = logging.getLogger(__name__)
 
 
-def _slug(text: str) -> str:
+def slugify(text: str) -> str:
+    """A label as a file-name part: "ResNet-20 (pretrained)" → "resnet_20_pretrained"."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
@@ -209,10 +210,10 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     def launch(cell: tuple[str, Any]) -> dict:
         name, value = cell
         if name in cfg.baselines:
-            args, run_dir = cfg.baselines[name], Path(cfg.run_dir) / _slug(name)
+            args, run_dir = cfg.baselines[name], Path(cfg.run_dir) / slugify(name)
         else:
             args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
-            run_dir = Path(cfg.run_dir) / f"{_slug(name)}_{_slug(str(value))}"
+            run_dir = Path(cfg.run_dir) / f"{slugify(name)}_{slugify(str(value))}"
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
         result = run_one(package, args, run_dir, threads)
         log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))

@@ -23,8 +23,9 @@ from torch import nn
 from common.checkpoints import load_classifier_checkpoint
 from common.data import CIFAR10DataModule
 from common.models import find_normalize
+from common.sweep import slugify
 from lab4.attacks import attack_metrics
-from lab4.plots import plot_attack_examples, plot_attack_sweep, slugify
+from lab4.plots import plot_attack_examples, plot_attack_sweep
 from lab4.robustness import attack_test_images
 
 log = logging.getLogger(__name__)

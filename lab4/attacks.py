@@ -80,35 +80,17 @@ def attack(
     labels: torch.Tensor,
     step_size: float,
     iterations: int = 1,
-    budget: float | None = None,
-    random_start: bool = False,
-    targets: torch.Tensor | None = None,
-    stop_on_success: bool = True,
-    generator: torch.Generator | None = None,
+    **options,
 ) -> AttackResult:
-    """Attack a batch of [0, 1] images; see the module docstring for the special cases.
-
-    Args:
-        model: maps [0, 1] images to logits; put in eval mode during the attack, then restored.
-        images, labels: the batch and its true classes.
-        step_size: ε of each signed-gradient step, in [0, 1] pixel units (2/255 = 0.0078).
-        iterations: at most this many steps.
-        budget: L∞ radius of the allowed perturbation around ``images`` (``None``: no
-            projection, only the [0, 1] clipping).
-        random_start: start from a uniform point in the ``budget`` ball (PGD).
-        targets: target classes of a targeted attack (``None``: untargeted).
-        stop_on_success: stop each image as soon as it succeeds (``False``: every image takes
-            every step, as in the textbook FGSM).
-        generator: for the random start.
-    """
+    """Attack a batch of [0, 1] images (see the module docstring for the special cases) and
+    record what happened to each; the arguments are :func:`perturb`'s (``options``: budget,
+    random_start, targets, stop_on_success, generator)."""
     labels = labels.to(images.device)
-    targets = None if targets is None else targets.to(images.device)
+    targets = options.get("targets")
+    targets = options["targets"] = None if targets is None else targets.to(images.device)
     with eval_mode(model), torch.no_grad():
         probabilities_before = model(images).softmax(dim=1)
-    adversarial, steps = perturb(
-        model, images, labels, step_size, iterations, budget, random_start, targets,
-        stop_on_success, generator,
-    )  # fmt: skip
+    adversarial, steps = perturb(model, images, labels, step_size, iterations, **options)
     with eval_mode(model), torch.no_grad():
         probabilities_after = model(adversarial).softmax(dim=1)
     predicted = probabilities_after.argmax(dim=1)
@@ -137,8 +119,22 @@ def perturb(
     stop_on_success: bool = True,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The adversarial images and the steps each took, without :func:`attack`'s bookkeeping
-    (what adversarial training needs); arguments as in :func:`attack`."""
+    """The adversarial images of a batch and the steps each took (all adversarial training
+    needs; :func:`attack` adds the bookkeeping).
+
+    Args:
+        model: maps [0, 1] images to logits; put in eval mode during the attack, then restored.
+        images, labels: the batch and its true classes.
+        step_size: ε of each signed-gradient step, in [0, 1] pixel units (2/255 = 0.0078).
+        iterations: at most this many steps.
+        budget: L∞ radius of the allowed perturbation around ``images`` (``None``: no
+            projection, only the [0, 1] clipping).
+        random_start: start from a uniform point in the ``budget`` ball (PGD).
+        targets: target classes of a targeted attack (``None``: untargeted).
+        stop_on_success: stop each image as soon as it succeeds (``False``: every image takes
+            every step, as in the textbook FGSM).
+        generator: for the random start.
+    """
     if random_start and budget is None:
         raise ValueError("random_start needs a budget (the radius of the starting ball)")
     goal = labels if targets is None else targets
@@ -186,7 +182,7 @@ def fgsm(
     targets: torch.Tensor | None = None,
 ) -> AttackResult:
     """The fast gradient sign method: one step of size ε on every image."""
-    return attack(model, images, labels, epsilon, 1, targets=targets, stop_on_success=False)
+    return attack(model, images, labels, epsilon, targets=targets, stop_on_success=False)
 
 
 def attack_metrics(result: AttackResult) -> dict[str, float]:

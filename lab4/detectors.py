@@ -201,15 +201,23 @@ class KNN:
         return self.score_features(batch.features)
 
 
-class MaxSoftmax:
-    """Detector: :func:`max_softmax` at ``temperature``."""
+class _TemperatureDetector:
+    """A score of the logits at a temperature; subclasses name the score function."""
+
+    prefix: str
 
     def __init__(self, temperature: float = 1.0) -> None:
         self.temperature = temperature
-        self.name = "msp" if temperature == 1 else f"msp_T{temperature:g}"
+        self.name = self.prefix if temperature == 1 else f"{self.prefix}_T{temperature:g}"
 
     def score(self, batch: ScoredBatch) -> torch.Tensor:
-        return max_softmax(batch.logits, self.temperature)
+        return type(self).function(batch.logits, self.temperature)
+
+
+class MaxSoftmax(_TemperatureDetector):
+    """Detector: :func:`max_softmax` at ``temperature``."""
+
+    prefix, function = "msp", staticmethod(max_softmax)
 
 
 class MaxLogit:
@@ -221,15 +229,10 @@ class MaxLogit:
         return max_logit(batch.logits)
 
 
-class Energy:
+class Energy(_TemperatureDetector):
     """Detector: :func:`energy` at ``temperature``."""
 
-    def __init__(self, temperature: float = 1.0) -> None:
-        self.temperature = temperature
-        self.name = "energy" if temperature == 1 else f"energy_T{temperature:g}"
-
-    def score(self, batch: ScoredBatch) -> torch.Tensor:
-        return energy(batch.logits, self.temperature)
+    prefix, function = "energy", staticmethod(energy)
 
 
 class ODIN:

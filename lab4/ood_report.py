@@ -21,7 +21,7 @@ from typing import Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from lab4.plots import slugify
+from common.sweep import slugify
 
 log = logging.getLogger(__name__)
 

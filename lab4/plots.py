@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.plots import plt, save_figure
 from lab4.attacks import AttackResult
-
-
-def slugify(label: str) -> str:
-    """A model label as a file-name part: "ResNet-20 (pretrained)" → "resnet_20_pretrained"."""
-    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-
 
 SWEEP_PANELS = {
     "success_rate": "success rate (correct before)",

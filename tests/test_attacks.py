@@ -43,7 +43,9 @@ def test_every_adversarial_image_stays_in_its_budget_and_in_range(batch):
     model, images, labels = batch
     budget = 2 / 255
     for random_start in (False, True):
-        result = attack(model, images, labels, 1 / 255, 10, budget, random_start=random_start)
+        result = attack(
+            model, images, labels, 1 / 255, 10, budget=budget, random_start=random_start
+        )
         assert (result.adversarial - images).abs().max() <= budget + 1e-12
         assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
         assert (result.iterations <= 10).all()
