@@ -27,11 +27,6 @@ from lab4.detectors import ODIN, max_softmax, odin, odin_grid
 log = logging.getLogger(__name__)
 
 
-def _batches(data: OODDataModule, images: torch.Tensor, device: torch.device):
-    for part in images.split(data.batch_size):
-        yield data.on_after_batch_transfer((part.to(device), None), 0)[0]
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = ArgumentParser(prog="python -m lab4 odin", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
@@ -61,7 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
     detector = ODIN(temperatures=cfg.temperatures, epsilons=cfg.epsilons)
     start = time.perf_counter()
     auroc = detector.tune(
-        model, _batches(data, id_images, device), _batches(data, ood_images, device)
+        model,
+        data.preprocessed_batches(id_images, device),
+        data.preprocessed_batches(ood_images, device),
     )
     search_seconds = time.perf_counter() - start
     temperature, epsilon = detector.temperature, detector.epsilon
@@ -85,13 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.compare_naive:
         start = time.perf_counter()
         for images in (id_images, ood_images):
-            odin_grid(model, _batches(data, images, device), *grid, reuse_gradient=False)
+            odin_grid(model, data.preprocessed_batches(images, device), *grid, reuse_gradient=False)
         result["naive_seconds"] = time.perf_counter() - start
         log.info("naive per-(T, ε) loop: %.1f s", result["naive_seconds"])
 
     def test_scores(dataset) -> tuple[torch.Tensor, torch.Tensor]:
         odin_scores, msp_scores = [], []
-        for images in _batches(data, dataset.images, device):
+        for images in data.preprocessed_batches(dataset.images, device):
             odin_scores.append(odin(model, images, temperature, epsilon).cpu())
             with torch.no_grad():
                 msp_scores.append(max_softmax(model(images)).cpu())

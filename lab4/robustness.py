@@ -43,10 +43,13 @@ def attack_test_images(
     images_uint8, all_labels = attack_sample(data, num_images)
     generator = torch.Generator().manual_seed(data.seed)
     results = []
-    for start in range(0, len(images_uint8), data.batch_size):
-        images = images_uint8[start : start + data.batch_size].to(device)
-        images = data.on_after_batch_transfer((images, None), 0)[0]
-        labels = all_labels[start : start + data.batch_size].to(device)
+    batches = zip(
+        data.preprocessed_batches(images_uint8, device),
+        all_labels.split(data.batch_size),
+        strict=True,
+    )
+    for images, labels in batches:
+        labels = labels.to(device)
         targets = None if target is None else torch.full_like(labels, target)
         results.append(
             attack(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,13 +84,6 @@ class OODEvaluation(L.Callback):
         self.every_n_val_epochs = every_n_val_epochs
         self.seconds: dict[str, float] = defaultdict(float)  # per phase, last evaluation
 
-    @staticmethod
-    def _batches(trainer, images: torch.Tensor) -> Iterator[torch.Tensor]:
-        """uint8 images → device batches preprocessed like the ID ones."""
-        for part in images.split(trainer.datamodule.batch_size):
-            part = part.to(trainer.strategy.root_device)
-            yield trainer.datamodule.on_after_batch_transfer((part, None), 0)[0]
-
     def _score_loader(self, trainer, model: nn.Module, loader) -> tuple[dict, float]:
         """Every detector's scores on a loader, and the accuracy where it has labels (≥ 0)."""
         scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
@@ -123,7 +116,8 @@ class OODEvaluation(L.Callback):
         generator = torch.Generator().manual_seed(0)
         index = torch.randperm(len(dataset), generator=generator)[: self.fit_images]
         features = []
-        for images in self._batches(trainer, dataset.images[index]):
+        device = trainer.strategy.root_device
+        for images in trainer.datamodule.preprocessed_batches(dataset.images[index], device):
             with torch.no_grad():
                 features.append(penultimate(model, images).float().cpu())
         targets = dataset.targets[index]
@@ -134,12 +128,13 @@ class OODEvaluation(L.Callback):
         tuned = [d for d in self.detectors if getattr(d, "needs_tuning", False)]
         if not tuned:
             return
-        id_images, ood_images = trainer.datamodule.validation_images(self.tune_on, self.tune_images)
+        data, device = trainer.datamodule, trainer.strategy.root_device
+        id_images, ood_images = data.validation_images(self.tune_on, self.tune_images)
         for detector in tuned:
             start = time.perf_counter()
-            auroc = detector.tune(
-                model, self._batches(trainer, id_images), self._batches(trainer, ood_images)
-            )
+            id_batches = data.preprocessed_batches(id_images, device)
+            ood_batches = data.preprocessed_batches(ood_images, device)
+            auroc = detector.tune(model, id_batches, ood_batches)
             rank_zero_info(
                 f"{detector.name} chosen on validation (ID val vs {self.tune_on} val, "
                 f"{len(id_images)} + {len(ood_images)} images; best AUROC {auroc.max():.4f}) "

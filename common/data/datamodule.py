@@ -11,7 +11,7 @@ CAM all work in [0, 1] pixel space.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -200,6 +200,14 @@ class ImageDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def preprocessed_batches(
+        self, images: torch.Tensor, device: torch.device | str
+    ) -> Iterator[torch.Tensor]:
+        """uint8 images (any set, e.g. an OOD one) → batches on ``device`` preprocessed like the
+        evaluation batches, for work outside the Trainer's loops (fitting and tuning detectors)."""
+        for part in images.split(self.batch_size):
+            yield self.on_after_batch_transfer((part.to(device), None), 0)[0]
 
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
