@@ -1,7 +1,9 @@
 # Two commands do everything on a fresh machine:
-#   make run    environment + MNIST + the main experiment (residual MLP: fit, then test)
+#   make run    environment + data + the main experiment (residual MLP: fit, then test)
 #   make test   environment + data + the whole test suite
-# Offline, datasets come from the archives in $DLA_DATA_ARCHIVES (default: ../shared/data).
+# Offline, datasets come from the archives in $DLA_DATA_ARCHIVES (default: ../shared/data);
+# `make data` decodes them into data/ and copies the pretrained weights to data/weights/, so every
+# documented command then runs in the activated venv without exporting anything.
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,8 +22,8 @@ env: $(VENV)/.installed
 data: env
 	$(PY) -m common.data mnist cifar10 imagenette
 
-run: env
-	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml
+run: data
+	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path last
 	$(PY) -m lab1 test --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path best
 
 test: data

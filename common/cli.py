@@ -1,25 +1,68 @@
-"""LightningCLI glue shared by the labs: ``python -m labN fit|validate|test|predict|sweep``."""
+"""``python -m labN <command> --config ...``: one entry point for every command of every lab.
+
+Lightning's ``fit|validate|test|predict`` run through :class:`LabCLI`; a lab's own commands
+(``<lab>.COMMANDS``, :class:`common.commands.Command`) are listed beside them in ``--help``. Every
+command answers a mistake (a missing file, a misspelt option or class name, a NaN loss, a folder it
+cannot write) with one line on stderr and a non-zero exit; ``--debug`` (or ``DLA_DEBUG=1``) shows
+the traceback instead.
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
+import re
 import sys
+import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
+from common.checkpoints import CheckpointError, read_checkpoint
+from common.commands import Command, writable_folder
 from common.data.sources import DatasetNotFoundError
 from common.models.pretrained import CheckpointMismatchError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ALIASES = ("best", "last")
+DEBUG_ENV = "DLA_DEBUG"
+#: errors whose message already says what to fix: printed as they are
+USER_ERRORS = (
+    CheckpointError,
+    CheckpointMismatchError,
+    DatasetNotFoundError,
+    FileNotFoundError,
+    FloatingPointError,
+)
+#: the commands every lab has besides Lightning's
+SHARED_COMMANDS = {
+    "sweep": Command("a grid of runs (fit + test each) → one markdown table", "common.sweep")
+}
+#: lines of jsonargparse's error accounts that say where it looked, not what is wrong
+JSONARGPARSE_NOISE = (
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "Problem with given class_path",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+)
+#: one line per LightningCLI subcommand, for ``--help``
+LIGHTNING_HELP = {
+    "fit": "train a model, validating every epoch (resume: --ckpt_path last)",
+    "validate": "evaluate a model on the validation split",
+    "test": "evaluate a model on the test split (--ckpt_path best|last|FILE)",
+    "predict": "run a model over inputs and write its predictions",
+}
 
 
 def default_loggers(run_dir: str) -> list[Logger]:
@@ -35,11 +78,13 @@ class LabCLI(LightningCLI):
     """LightningCLI with the project's conventions.
 
     - every run lives in ``trainer.default_root_dir`` (the *run folder*): checkpoints in
-      ``<run>/checkpoints`` (``best.ckpt`` by ``val/acc`` and ``last.ckpt``), CSV metrics and
-      figures in ``<run>/version_N``, W&B files in ``<run>/wandb``;
+      ``<run>/checkpoints`` (``best.ckpt`` by ``val/acc``, and ``last.ckpt`` after every epoch),
+      CSV metrics and figures in ``<run>/version_N``, W&B files in ``<run>/wandb``;
     - ``--ckpt_path best|last`` works in a new process: it names the files in that folder, so
       ``test --ckpt_path best`` after ``fit``, and ``fit --ckpt_path last`` after an interrupted
       fit (resume), do what they say;
+    - ``fit`` never replaces a finished run's checkpoints: into a run folder that holds some it
+      stops unless told to resume (``--ckpt_path last``) or to start over (``--overwrite true``);
     - the DataModule's class count and normalisation statistics are passed to the model
       (``link_data_to_model``; a lab whose models are not classifiers turns it off in a
       subclass, its package's ``CLI``);
@@ -53,10 +98,13 @@ class LabCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs/default"})
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # best.ckpt by the monitored metric, last.ckpt after every epoch (for resuming)
+        # best.ckpt by the monitored metric; last.ckpt after every epoch (for resuming). Two
+        # callbacks: since Lightning 2.6, `save_last` saves only in a step where a top-k
+        # checkpoint was saved, so a resumed run would lose the epochs after its best one.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
@@ -75,6 +123,13 @@ class LabCLI(LightningCLI):
                 f"{key}.dirpath",
                 compute_fn=lambda run_dir: str(Path(run_dir) / "checkpoints"),
             )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: start over in a run folder that already holds checkpoints (they are "
+            "replaced); without it such a fit stops",
+        )
         if self.link_data_to_model:
             parser.link_arguments(
                 "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
@@ -90,6 +145,8 @@ class LabCLI(LightningCLI):
             # jsonargparse wraps a constructor's own message in pages of Namespace dumps
             while error.__cause__ is not None:
                 error = error.__cause__
+            if isinstance(error, USER_ERRORS):  # e.g. a model that cannot be fetched
+                raise SystemExit(f"error: {error}") from None
             raise SystemExit(f"error: invalid configuration: {error}") from None
 
     def instantiate_trainer(self, **kwargs):
@@ -99,15 +156,19 @@ class LabCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
-        # Runs after parsing, before anything is built: resolve aliases, then fail early.
+        # Runs after parsing, before anything is built (or seeded): fail early on a run folder
+        # that cannot be written or holds a finished run, resolve aliases, check the file.
         subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        writable_folder(config["trainer"]["default_root_dir"], "--trainer.default_root_dir")
+        if subcommand == "fit" and config.get("ckpt_path") is None and not config["overwrite"]:
+            _refuse_finished_run(Path(config["checkpoint"]["dirpath"]))
         if subcommand:
-            config = self.config[subcommand]
             if config.get("ckpt_path") in CHECKPOINT_ALIASES:
                 dirpath = Path(config["checkpoint"]["dirpath"])
                 config["ckpt_path"] = _resolve_checkpoint(dirpath, config["ckpt_path"], subcommand)
             if config.get("ckpt_path"):
-                _check_checkpoint(config["ckpt_path"])
+                read_checkpoint(config["ckpt_path"])
         super()._parse_ckpt_path()
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -115,6 +176,17 @@ class LabCLI(LightningCLI):
         if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True
         super()._run_subcommand(subcommand)
+
+
+def _refuse_finished_run(dirpath: Path) -> None:
+    """Stop a ``fit`` that would replace the checkpoints of an earlier run."""
+    found = sorted(dirpath.glob("*.ckpt"))
+    if found:
+        raise SystemExit(
+            f"error: {dirpath} already holds {', '.join(p.name for p in found)}: resume with "
+            "--ckpt_path last, choose another --trainer.default_root_dir, or start over with "
+            "--overwrite true"
+        )
 
 
 def _resolve_checkpoint(dirpath: Path, alias: str, subcommand: str) -> str | None:
@@ -131,40 +203,132 @@ def _resolve_checkpoint(dirpath: Path, alias: str, subcommand: str) -> str | Non
     )
 
 
-def _check_checkpoint(path: str) -> None:
-    """Fail in one line on a missing or corrupt checkpoint, before any work starts."""
-    if not Path(path).is_file():
-        raise SystemExit(f"error: checkpoint {path} does not exist")
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for a damaged file
-        raise SystemExit(
-            f"error: checkpoint {path} cannot be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); it is damaged or not a Lightning checkpoint"
-        ) from None
+def _check_config_files(argv: list[str]) -> None:
+    """Name the file and the line of an unreadable, empty or malformed ``--config``."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    for path in paths:
+        if not Path(path).is_file():
+            raise SystemExit(f"error: config file {path} does not exist")
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise SystemExit(f"error: config file {path}{where}: {problem}") from None
+        if not isinstance(content, dict) or not content:
+            raise SystemExit(
+                f"error: config file {path} is empty or not a mapping of options "
+                "(e.g. `trainer: ...`); see --print_config for the full format"
+            )
+
+
+def _load_lab(package: str) -> tuple[type[LabCLI], dict[str, Command]]:
+    """The lab's LightningCLI class (``CLI``: a class or its dotted path) and its commands."""
+    lab = importlib.import_module(package)
+    cli_class = getattr(lab, "CLI", LabCLI)
+    if isinstance(cli_class, str):
+        module, name = cli_class.rsplit(".", 1)
+        cli_class = getattr(importlib.import_module(module), name)
+    shared = SHARED_COMMANDS if "fit" in cli_class.subcommands() else {}  # sweep: fit + test
+    return cli_class, {**shared, **getattr(lab, "COMMANDS", {})}
+
+
+def lab_help(package: str, cli_class: type[LabCLI], commands: dict[str, Command]) -> str:
+    """``python -m <lab> --help``: every command with its one-line description."""
+    lab = importlib.import_module(package)
+    entries = {name: LIGHTNING_HELP.get(name, "") for name in cli_class.subcommands()}
+    entries.update({name: command.help for name, command in commands.items()})
+    width = max(map(len, entries))
+    summary = (lab.__doc__ or "").strip().splitlines()[0]
+    lines = [
+        f"usage: python -m {package} <command> [--config FILE ...] [options]",
+        "",
+        summary,
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {text}" for name, text in entries.items()),
+        "",
+        f"`python -m {package} <command> --help` lists a command's options; every command takes",
+        "--config (repeatable: later files override earlier ones) and --print_config.",
+        f"--debug (or {DEBUG_ENV}=1) shows the traceback of an error.",
+    ]
+    return "\n".join(lines)
+
+
+def _argument_message(error: ArgumentError) -> str:
+    """jsonargparse's multi-line account of a bad value → ``key.path: reason``."""
+    keys, reasons = [], []
+    for line in str(error).splitlines():
+        line = line.strip().removeprefix("- ")
+        if match := re.match(r'Parser key "([^"]+)":', line):
+            keys.append(match.group(1))
+        elif line and not line.startswith(JSONARGPARSE_NOISE):
+            reasons.append(line)
+    if not keys:
+        return _one_line(error)
+    return f"--{'.'.join(keys)}: {reasons[0] if reasons else 'invalid value'}"
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0][:400] if lines else type(error).__name__
 
 
 def main(package: str, args: list[str] | None = None) -> None:
     """Entry point of ``python -m <package>``: LightningCLI subcommands (through the package's
-    ``CLI`` class, default :class:`LabCLI`), ``sweep`` and the lab's own commands
-    (``<package>.COMMANDS``: name → module whose ``main(argv)`` runs it, imported only when
-    used)."""
+    ``CLI`` class, default :class:`LabCLI`) and the lab's own commands (``<package>.COMMANDS``,
+    their modules imported only when used)."""
     if not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")
     torch.set_float32_matmul_precision("high")
-    argv = sys.argv[1:] if args is None else args
-    lab = importlib.import_module(package)
-    commands = {"sweep": "common.sweep", **getattr(lab, "COMMANDS", {})}
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    cli_class, commands = _load_lab(package)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(lab_help(package, cli_class, commands))
+        return
+    name = argv[0]
+    known = [*cli_class.subcommands(), *commands]
+    if name not in known:
+        raise SystemExit(f"error: unknown command {name!r}; choose among {', '.join(known)}")
     try:
-        if argv[:1] and argv[0] in commands:
-            module = importlib.import_module(commands[argv[0]])
-            if argv[0] == "sweep":
-                module.run_sweep(package, argv[1:])
-            else:
-                module.main(argv[1:])
+        _check_config_files(argv)
+        command = commands.get(name)
+        if command is not None and command.module is not None:
+            run = importlib.import_module(command.module).main
+            extra = {"package": package} if "package" in inspect.signature(run).parameters else {}
+            run(argv[1:], **extra)
             return
-        # args None: LightningCLI reads sys.argv itself (and does not warn)
-        getattr(lab, "CLI", LabCLI)(args=args)
-    except (DatasetNotFoundError, CheckpointMismatchError, FileNotFoundError) as error:
-        # what a user fixes (a path, a download, a checkpoint): one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+        if command is not None:  # an alias: the same run as that subcommand
+            argv = [command.alias, *argv[1:]]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*args parameter is intended")
+            cli_class(args=argv)
+    except SystemExit:
+        raise
+    except ArgumentError as error:
+        if debug:
+            raise
+        raise SystemExit(
+            f"error: {_argument_message(error)} (see `python -m {package} {name} --help`)"
+        ) from None
+    except USER_ERRORS as error:  # their messages are written for users: shown whole
+        if debug:
+            raise
+        raise SystemExit(f"error: {' '.join(str(error).split())}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted (a fit resumes with --ckpt_path last)") from None
+    except Exception as error:
+        if debug:
+            raise
+        if str(error).startswith("Error(s) in loading state_dict"):
+            raise SystemExit(
+                "error: the checkpoint does not fit the configured model; give the model config "
+                "it was trained with"
+            ) from None
+        raise SystemExit(
+            f"error: {_one_line(error)} ({type(error).__name__}; --debug shows the traceback)"
+        ) from None

@@ -5,9 +5,10 @@ Used by the SVM transfer baseline (Lab1) and by feature-space OOD detectors (Lab
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 
 def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -16,19 +17,11 @@ def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def extract_features(
-    model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and targets of every batch of ``loader`` (uint8 images → [0, 1] floats).
-
-    The model is evaluated in eval mode and left in the mode it was in.
-    """
+def extract_features(model: nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Features (on the CPU) of every batch of model inputs, e.g. a DataModule's
+    ``preprocessed_batches``. The model is evaluated in eval mode and left in its mode."""
     was_training = model.training
-    model.eval().to(device)
-    features, targets = [], []
-    for images, labels in loader:
-        images = images.to(device).float().div_(255)
-        features.append(penultimate(model, images).float().cpu())
-        targets.append(labels)
+    model.eval()
+    features = [penultimate(model, images).float().cpu() for images in batches]
     model.train(was_training)
-    return torch.cat(features), torch.cat(targets)
+    return torch.cat(features)

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse.typing import PositiveInt
 
+from common.commands import command_parser, writable_folder, write_text_atomic
 from common.plots import plot_curves, plot_gradient_norms
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,11 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
         commands = [[*base, *args, f"--run_dir={run_dir}"]]
     else:
         common = [*args, f"--trainer.default_root_dir={run_dir}"]
-        commands = [[*base, "fit", *common], [*base, "test", *common, "--ckpt_path=best"]]
+        # an interrupted run resumes (its folder then holds checkpoints: `fit` alone would stop)
+        commands = [
+            [*base, "fit", *common, "--ckpt_path=last"],
+            [*base, "test", *common, "--ckpt_path=best"],
+        ]
     start = time.perf_counter()
     returncode = 0
     with open(run_dir / "sweep.log", "w") as out:
@@ -151,8 +156,7 @@ def write_table(
             f"{_fmt(r.get('final_train_loss'))} | {'–' if params is None else f'{params:,.0f}'} | "
             f"{_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def gradient_norm_panels(
@@ -172,9 +176,8 @@ def gradient_norm_panels(
     return panels
 
 
-def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
-    parser = ArgumentParser(prog=f"python -m {package} sweep", description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile)
+def main(argv: list[str], package: str) -> dict[tuple[str, Any], dict]:
+    parser = command_parser(f"python -m {package} sweep", __doc__)
     parser.add_argument(
         "--experiments",
         type=dict[str, list[str]],
@@ -193,12 +196,16 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
     )
     parser.add_argument("--args", type=list[str], default=[], help="extra arguments of every run")
     parser.add_argument("--run_dir", type=str, required=True, help="runs go to run_dir/<row>_<v>")
-    parser.add_argument("--table", type=str, required=True, help="markdown table to write")
+    parser.add_argument(
+        "--output_dir", type=str | None, default=None, help="table and figures (default: run_dir)"
+    )
+    parser.add_argument("--table", type=str, required=True, help="markdown table file name")
     parser.add_argument("--figure", type=str | None, default=None, help="gradient-norm figure")
     parser.add_argument("--curves", type=str | None, default=None, help="val/acc curves figure")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split)")
+    parser.add_argument("--jobs", type=PositiveInt, default=1, help="runs in parallel")
     cfg = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    output_dir = writable_folder(cfg.output_dir or cfg.run_dir, "--output_dir")
 
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     # list values (e.g. blocks per stage) become their JSON text: usable as keys and CLI values
@@ -227,17 +234,24 @@ def run_sweep(package: str, argv: list[str]) -> dict[tuple[str, Any], dict]:
         f"# {Path(cfg.table).stem}\n\n`{command}`, {cfg.jobs} job(s) on {platform.machine()} "
         f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
     )
-    write_table(
-        Path(cfg.table), results, list(cfg.experiments), values, cfg.parameter_label, header
-    )
+    table = output_dir / cfg.table
+    write_table(table, results, list(cfg.experiments), values, cfg.parameter_label, header)
+    written = [table]
     if cfg.figure:
         panels = gradient_norm_panels(results, list(cfg.experiments), values, cfg.parameter_label)
-        plot_gradient_norms(panels, cfg.figure, title="gradient norm vs layer depth")
+        written.append(
+            plot_gradient_norms(
+                panels, output_dir / cfg.figure, title="gradient norm vs layer depth"
+            )
+        )
     if cfg.curves:
         curves = {
             f"{name}, {cfg.parameter_label} {value}": r.get("val_curve") or []
             for (name, value), r in results.items()
         }
-        plot_curves(curves, cfg.curves, title="validation accuracy of every run")
-    log.info("wrote %s", cfg.table)
+        written.append(
+            plot_curves(curves, output_dir / cfg.curves, title="validation accuracy of every run")
+        )
+    print(table.read_text())
+    log.info("wrote %s", ", ".join(map(str, written)))
     return results

@@ -1,4 +1,11 @@
-"""Lab 1: residual connections and explainability."""
+"""Lab 1: residual connections and explainability (MLPs, CNNs, transfer, CAM)."""
 
-#: commands of ``python -m lab1`` besides LightningCLI's and ``sweep`` (name → module with ``main``)
-COMMANDS = {"baseline": "lab1.svm_baseline", "cam": "lab1.cam"}
+from common.commands import Command
+
+#: commands of ``python -m lab1`` besides Lightning's and ``sweep``
+COMMANDS = {
+    "baseline": Command(
+        "transfer baseline: a linear SVM on a network's frozen features", "lab1.svm_baseline"
+    ),
+    "cam": Command("Class Activation Maps of image files or folders → one PNG grid", "lab1.cam"),
+}

@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
-from torch import nn
+from jsonargparse.typing import PositiveInt
 
 from common.cam import METHODS, overlay, upsample
-from common.checkpoints import load_classifier_checkpoint
+from common.commands import (
+    add_model_arguments,
+    command_parser,
+    start_run,
+    writable_folder,
+    write_text_atomic,
+)
 from common.data.sources import IMAGE_SUFFIXES, read_image
 from common.metrics import explanation_confidence
 from common.plots import plot_cam_grid
@@ -36,9 +41,9 @@ def image_files(inputs: list[str]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"image {item} does not exist")
+            raise FileNotFoundError(f"image {item} does not exist; give image files or folders")
     if not files:
-        raise FileNotFoundError(f"no images in {inputs}")
+        raise FileNotFoundError(f"no images in {inputs} ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
 
 
@@ -49,32 +54,27 @@ def load_images(files: list[Path], size: int) -> torch.Tensor:
         try:
             images.append(read_image(path, 3, size))
         except RuntimeError as error:
-            raise ValueError(f"{path} is not a readable image ({error})") from None
+            raise FileNotFoundError(f"{path} is not a readable image ({error})") from None
     return torch.stack(images).float() / 255
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = ArgumentParser(prog="python -m lab1 cam", description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--model", type=nn.Module, required=True)
-    parser.add_argument("--checkpoint", type=str | None, default=None, help="a fit checkpoint")
+    parser = command_parser("python -m lab1 cam", __doc__)
+    add_model_arguments(parser, "runs/lab1/cam", data_type=None)
     parser.add_argument("--class_names", type=list[str], required=True, help="in label order")
     parser.add_argument("--images", type=list[str], required=True, help="files and/or folders")
-    parser.add_argument("--max_images", type=int, default=12, help="evenly spaced over the list")
-    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--max_images", type=PositiveInt, default=12, help="evenly spaced")
+    parser.add_argument("--image_size", type=PositiveInt, default=224)
     parser.add_argument("--method", type=Literal["cam", "gradcam"], default="cam")
-    parser.add_argument("--output", type=str, default="runs/cam/cam.png")
+    parser.add_argument(
+        "--output", type=str | None, default=None, help="the PNG grid (default: <run_dir>/cam.png)"
+    )
     cfg = parser.instantiate_classes(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = cfg.model.eval()
-    if cfg.checkpoint:
-        load_classifier_checkpoint(model, cfg.checkpoint)
-    try:
-        files = image_files(cfg.images)
-        files = files[:: max(1, len(files) // cfg.max_images)][: cfg.max_images]
-        images = load_images(files, cfg.image_size)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+    files = image_files(cfg.images)
+    files = files[:: max(1, len(files) // cfg.max_images)][: cfg.max_images]
+    images = load_images(files, cfg.image_size)
+    run = start_run(cfg)
+    model, images = run.model, images.to(run.device)
     cams, logits = METHODS[cfg.method](model, images)
     if logits.shape[1] != len(cfg.class_names):
         raise SystemExit(
@@ -87,9 +87,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{path.name[:22]}\npred {cfg.class_names[c]} {q:.2f}"
         for path, c, q in zip(files, predicted.tolist(), probabilities.tolist(), strict=True)
     ]
-    output = plot_cam_grid(images, overlay(images, saliency), titles, cfg.output)
+    output = Path(cfg.output or run.run_dir / "cam.png")
+    writable_folder(output.parent, "--output")
+    output = plot_cam_grid(images.cpu(), overlay(images, saliency).cpu(), titles, output)
     scores = explanation_confidence(model, images, saliency, predicted)
-    output.with_suffix(".json").write_text(json.dumps({"images": len(files), **scores}, indent=1))
+    write_text_atomic(output.with_suffix(".json"), json.dumps({"images": len(files), **scores}))
+    run.log_metrics({f"cam/{key}": value for key, value in scores.items()})
+    run.log_figures("cam", [output])
+    run.finish()
     log.info(
         "CAM of %d images → %s (Average Drop %.3f, Increase in Confidence %.3f)",
         len(files),

@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
-from lightning import seed_everything
+from jsonargparse.typing import PositiveFloat
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from common.checkpoints import load_classifier_checkpoint
+from common.commands import add_model_arguments, command_parser, start_run, write_text_atomic
 from common.data import ImageDataModule
 from common.features import extract_features
 
@@ -29,23 +28,18 @@ log = logging.getLogger(__name__)
 
 
 def split_features(
-    model: nn.Module, data: ImageDataModule, cache: Path
+    model: nn.Module, data: ImageDataModule, device: torch.device, cache: Path
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Features and targets of the train/val/test splits, computed once and cached."""
     if cache.is_file():
         return torch.load(cache, weights_only=True)
-    data.prepare_data()
     data.setup("fit")
-    loaders = {
-        "train": data.train_dataloader,
-        "val": data.val_dataloader,
-        "test": data.test_dataloader,
-    }
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    features = {
-        split: extract_features(model, loader(), device) for split, loader in loaders.items()
-    }
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    features = {}
+    for split in ("train", "val", "test"):
+        dataset = data.splits[split]
+        batches = data.preprocessed_batches(dataset.images, device)
+        features[split] = (extract_features(model, batches), dataset.targets)
+        log.info("%s features: %s", split, tuple(features[split][0].shape))
     torch.save(features, cache)
     return features
 
@@ -74,31 +68,24 @@ def fit_svm(
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = ArgumentParser(prog="python -m lab1 baseline", description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--seed_everything", type=int, default=0)
-    parser.add_argument("--model", type=nn.Module, required=True, help="the source network")
-    parser.add_argument("--checkpoint", type=str | None, default=None, help="its fit checkpoint")
-    parser.add_argument("--data", type=ImageDataModule, required=True, help="the new data")
-    parser.add_argument("--C", type=list[float], default=[0.01, 0.1, 1.0])
-    parser.add_argument("--run_dir", type=str, default="runs/lab1/svm_baseline")
+    parser = command_parser("python -m lab1 baseline", __doc__)
+    add_model_arguments(parser, "runs/lab1/svm_baseline", data_type=ImageDataModule)
+    parser.add_argument("--C", type=list[PositiveFloat], default=[0.01, 0.1, 1.0])
     cfg = parser.instantiate_classes(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    seed_everything(cfg.seed_everything)
-    if cfg.checkpoint:
-        load_classifier_checkpoint(cfg.model, cfg.checkpoint)
+    run = start_run(cfg)
     start = time.perf_counter()
-    run_dir = Path(cfg.run_dir)
-    features = split_features(cfg.model, cfg.data, run_dir / "features.pt")
+    features = split_features(run.model, run.data, run.device, run.run_dir / "features.pt")
     result = fit_svm(features, cfg.C, cfg.seed_everything)
     result["fit_seconds"] = time.perf_counter() - start
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    write_text_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=1))
+    run.log_metrics({f"baseline/{key}": value for key, value in result.items()})
+    run.finish()
     log.info(
         "linear SVM on frozen features: test acc %.4f (C=%g, val acc %.4f), %.1f s → %s",
         result["test_acc"],
         result["C"],
         result["val_acc"],
         result["fit_seconds"],
-        run_dir,
+        run.run_dir / "metrics.json",
     )
     return result

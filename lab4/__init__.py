@@ -1,8 +1,19 @@
 """Lab 4: robustness — out-of-distribution detection and adversarial attacks."""
 
-#: commands of ``python -m lab4`` besides LightningCLI's and ``sweep`` (name → module with ``main``)
+from common.commands import Command
+
+#: commands of ``python -m lab4`` besides Lightning's and ``sweep``
 COMMANDS = {
-    "odin": "lab4.odin_search",
-    "report": "lab4.ood_report",
-    "attack": "lab4.attack_sweep",
+    "attack": Command(
+        "an attack ε sweep: a `test` run with RobustnessEvaluation (configs/lab4/attacks/)",
+        alias="test",
+    ),
+    "odin": Command(
+        "choose ODIN's T and ε on validation: a `test` run of OODEvaluation "
+        "(configs/lab4/ood/odin_search.yaml)",
+        alias="test",
+    ),
+    "report": Command(
+        "one table over several `test` runs (OOD, attacks, adversarial)", "lab4.report"
+    ),
 }

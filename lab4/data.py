@@ -19,7 +19,7 @@ from common.data import (
     ImagenetteDataModule,
     MNISTDataModule,
 )
-from common.data.datamodule import TensorImageDataset, _keep_batch
+from common.data.datamodule import TensorImageDataset, keep_batch
 
 OOD_SETS = ("cifar100", "imagenette", "mnist", "fake")
 #: CIFAR-100 classes that overlap CIFAR-10's semantically (vehicles, and animals a CIFAR-10 class
@@ -123,7 +123,7 @@ class OODDataModule(CIFAR10DataModule):
             name: DataLoader(
                 self.ood_dataset(name, split),
                 batch_size=self.batch_size,
-                collate_fn=_keep_batch,
+                collate_fn=keep_batch,
                 num_workers=self.num_workers,
             )
             for name in self.ood_sets

@@ -57,3 +57,31 @@ def test_fit_writes_table_and_figure(tmp_path):
     metrics = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert "grad_norm/weight/model.classifier" in metrics
     assert "grad_norm/bias/model.classifier" in metrics
+
+
+def test_a_resumed_fit_keeps_the_measurements_made_before_the_interruption(tmp_path):
+    def fit(max_epochs: int, ckpt_path=None) -> GradientNormMonitor:
+        L.seed_everything(0)
+        model = ImageClassifier(
+            ResidualMLP((1, 8, 8), 4, width=8, depth=2), 4, normalization=((0.5,), (0.29,))
+        )
+        data = FakeDataModule(image_shape=(1, 8, 8), num_classes=4, train_size=96, batch_size=32)
+        monitor = GradientNormMonitor(every_n_steps=1)
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "checkpoints", "last")
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            callbacks=[monitor, checkpoint],
+            default_root_dir=tmp_path,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(model, data, ckpt_path=ckpt_path)
+        return monitor
+
+    first = fit(1)
+    steps_before = len(next(iter(first.history.values())))
+    resumed = fit(2, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    history = resumed.history[("model.classifier", "weight")]
+    assert len(history) == 2 * steps_before  # both epochs, not only the resumed one
+    assert history[:steps_before] == first.history[("model.classifier", "weight")]

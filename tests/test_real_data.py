@@ -58,7 +58,7 @@ def test_pretrained_cifar10_features_transfer_to_real_imagenette_with_a_linear_s
     for split, n in (("train", 1500), ("val", 300), ("test", 1000)):
         dataset = data.splits[split]
         index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n]
-        loader = [(dataset.images[index], dataset.targets[index])]
-        features[split] = extract_features(model, loader)
+        batches = data.preprocessed_batches(dataset.images[index], "cpu")
+        features[split] = (extract_features(model, batches), dataset.targets[index])
     result = fit_svm(features, [1.0], seed=0)
     assert result["test_acc"] > 0.45  # chance: 0.1

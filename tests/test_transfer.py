@@ -93,16 +93,15 @@ def test_backbone_lr_factor_scales_the_backbone_learning_rate():
 
 def test_fine_tuning_starts_from_a_fit_checkpoint(tmp_path):
     source = tiny_resnet()
-    torch.save(
-        {"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}},
-        tmp_path / "source.ckpt",
-    )
+    state = {f"model.{k}": v for k, v in source.state_dict().items()}
+    torch.save({"pytorch-lightning_version": "2.6", "state_dict": state}, tmp_path / "source.ckpt")
     module = FineTuneClassifier(
         tiny_resnet(), num_classes=3, checkpoint=str(tmp_path / "source.ckpt"), strategy="head"
     )
     conv = module.model.features.conv1.weight
     assert torch.equal(conv, source.features.conv1.weight)
-    torch.save({"state_dict": {"model.other.weight": conv}}, tmp_path / "other.ckpt")
+    other = {"pytorch-lightning_version": "2.6", "state_dict": {"model.other.weight": conv}}
+    torch.save(other, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="does not fit CifarResNet"):
         FineTuneClassifier(tiny_resnet(), num_classes=3, checkpoint=str(tmp_path / "other.ckpt"))
 

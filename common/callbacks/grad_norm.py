@@ -61,6 +61,18 @@ class GradientNormMonitor(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=trainer.global_step)
 
+    def state_dict(self) -> dict:
+        """The measurements so far, saved in the checkpoint: a resumed fit writes the whole
+        curve, not only what it measured after resuming."""
+        return {
+            "history": [[layer, kind, values] for (layer, kind), values in self.history.items()]
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = defaultdict(list)
+        for layer, kind, values in state_dict["history"]:
+            self.history[(layer, kind)] = list(values)
+
     def mean_norms(self) -> list[dict]:
         """Rows ``{depth, layer, kind, norm}`` with the mean norm over all logged steps."""
         # `history` keeps insertion order, which is the layers' input-to-output order.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from common.data.augment import BatchAugment
@@ -24,11 +25,18 @@ from common.data.sources import DatasetNotFoundError, ImageTensors, load_split
 
 
 class TensorImageDataset(Dataset):
-    """Uint8 images and int64 targets; ``__getitems__`` fetches a batch in one indexing call."""
+    """Uint8 images and int64 targets; ``__getitems__`` fetches a batch in one indexing call.
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+    ``ids`` are the images' positions in their source split (file order), kept when the images
+    are served in another order, so a sample can be chosen by identity (:meth:`by_ids`).
+    """
+
+    def __init__(
+        self, images: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> None:
         self.images = images
         self.targets = targets
+        self.ids = torch.arange(len(targets)) if ids is None else ids
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -38,6 +46,13 @@ class TensorImageDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index], self.targets[index]
+
+    def by_ids(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and targets of the given source positions, in the order of ``ids``."""
+        position = torch.empty(int(self.ids.max()) + 1, dtype=torch.long)
+        position[self.ids] = torch.arange(len(self.ids))
+        index = position[ids]
         return self.images[index], self.targets[index]
 
 
@@ -61,7 +76,7 @@ class EpochSeededSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
-def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate for :meth:`TensorImageDataset.__getitems__`, which already returns a batch."""
     return batch
 
@@ -76,7 +91,10 @@ class ImageDataModule(L.LightningDataModule):
         data_dir: root holding ``<name>/<split>/<class>/*`` folders and the tensor caches.
         batch_size: per-process batch size.
         val_size: images taken from the training split for validation (seeded, class-agnostic).
-        seed: seed of the train/val split (independent of the training seed).
+        seed: seed of the train/val split and of the test split's order (independent of the
+            training seed). The test split is served in a fixed, seeded, class-mixed order
+            (image folders are sorted by class), so any prefix of it (``limit_test_batches``)
+            covers the classes; validation is a seeded random choice, mixed likewise.
         crop_padding: random-crop padding for training batches (0 = no crop).
         horizontal_flip: random horizontal flips for training batches.
         num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
@@ -94,12 +112,12 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data",
-        batch_size: int = 128,
-        val_size: int = 5000,
+        batch_size: PositiveInt = 128,
+        val_size: NonNegativeInt = 5000,
         seed: int = 0,
-        crop_padding: int = 0,
+        crop_padding: NonNegativeInt = 0,
         horizontal_flip: bool = False,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         download: bool = True,
     ) -> None:
         super().__init__()
@@ -172,10 +190,14 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"val_size={self.val_size} must be in [0, {len(train)})")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
+        test_index = torch.randperm(len(test), generator=torch.Generator().manual_seed(self.seed))
         self.splits = {
-            "train": TensorImageDataset(train.images[train_index], train.targets[train_index]),
-            "val": TensorImageDataset(train.images[val_index], train.targets[val_index]),
-            "test": TensorImageDataset(test.images, test.targets),
+            name: TensorImageDataset(split.images[index], split.targets[index], ids=index)
+            for name, split, index in (
+                ("train", train, train_index),
+                ("val", train, val_index),
+                ("test", test, test_index),
+            )
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -185,7 +207,7 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
-            collate_fn=_keep_batch,
+            collate_fn=keep_batch,
             persistent_workers=self.num_workers > 0,
         )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from common.data.datamodule import ImageDataModule
 from common.data.sources import ImageTensors, decode_image_folder
@@ -138,9 +139,9 @@ class ImagenetteDataModule(ImageDataModule):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: PositiveInt = 32,
         exclude: list[str] | None = None,
-        val_size: int = 1000,
+        val_size: NonNegativeInt = 1000,
         **kwargs,
     ) -> None:
         super().__init__(val_size=val_size, **kwargs)
@@ -188,9 +189,9 @@ class FakeDataModule(ImageDataModule):
         self,
         image_shape: tuple[int, int, int] = (3, 32, 32),
         num_classes: int = 10,
-        train_size: int = 256,
-        test_size: int = 64,
-        val_size: int = 64,
+        train_size: PositiveInt = 256,
+        test_size: PositiveInt = 64,
+        val_size: NonNegativeInt = 64,
         **kwargs,
     ) -> None:
         super().__init__(val_size=val_size, **kwargs)

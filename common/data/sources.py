@@ -27,9 +27,10 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
+from common.paths import ARCHIVES_ENV
+
 log = logging.getLogger(__name__)
 
-ARCHIVES_ENV = "DLA_DATA_ARCHIVES"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 CACHE_FORMAT = 1
 

@@ -19,8 +19,8 @@ from typing import Literal
 
 import torch
 
-from common.data.sources import ARCHIVES_ENV
 from common.models.resnet import CifarResNet
+from common.paths import ARCHIVES_ENV
 
 CHENYAOFO_URL = (
     "https://github.com/chenyaofo/pytorch-cifar-models/releases/download/resnet/"
@@ -65,7 +65,8 @@ def load_weights(model: CifarResNet, state: dict[str, torch.Tensor], source: str
 
 
 def _find_weights(path: str) -> str:
-    """``path``, or the file of that name in ``$DLA_DATA_ARCHIVES/weights`` (offline machines)."""
+    """``path``, or the file of that name in ``$DLA_DATA_ARCHIVES/weights`` (offline machines;
+    ``make data`` copies them to ``data/weights/``, where the configs name them)."""
     if Path(path).is_file():
         return path
     archives = os.environ.get(ARCHIVES_ENV)

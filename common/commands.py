@@ -1,0 +1,161 @@
+"""What every lab command shares besides Lightning's ``fit|validate|test|predict``.
+
+A lab lists its commands in ``<lab>.COMMANDS`` (name → :class:`Command`); ``python -m <lab>
+--help`` prints them, ``python -m <lab> <name> --config ...`` runs them. A command is either an
+*alias* of a LightningCLI subcommand (an attack sweep is a ``test`` run whose config holds the
+robustness callback) or a module whose ``main(argv)`` parses its own options with
+:func:`command_parser`, so every command accepts ``--config`` (repeatable) and
+``--print_config``, and answers bad input in one line.
+
+This module imports no Lightning at import time: a lab's ``__init__`` imports it to declare its
+commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Command:
+    """One entry of ``python -m <lab> --help``.
+
+    Args:
+        help: the one-line description shown in ``--help``.
+        module: a module with ``main(argv: list[str])`` that runs the command, or
+        alias: the LightningCLI subcommand this name runs (e.g. ``"test"``).
+    """
+
+    help: str
+    module: str | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.module is None) == (self.alias is None):
+            raise ValueError("a Command has either a module or an alias")
+
+
+def command_parser(prog: str, description: str | None = None) -> ArgumentParser:
+    """A jsonargparse parser with ``--config`` (repeatable: later files override earlier ones)
+    and ``--print_config``; a parse error raises ``ArgumentError``, which
+    :func:`common.cli.main` prints as one line."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    return parser
+
+
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """``folder``, created if needed; one clear error if it cannot be written (e.g. a read-only
+    disk or a file of that name), naming the ``option`` that chooses another one."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SystemExit(
+            f"error: cannot write to {path} ({reason}); choose another folder with {option}"
+        ) from None
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure
+    half-way leaves the old file (if any) untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
+        file.write(text)
+    os.replace(file.name, path)
+    return path
+
+
+def copy_atomic(source: str | Path, destination: str | Path) -> Path:
+    """Copy a file the way :func:`write_text_atomic` writes one."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(source, "rb") as original,
+        tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".tmp") as file,
+    ):
+        shutil.copyfileobj(original, file)
+    os.replace(file.name, destination)
+    return destination
+
+
+@dataclass
+class CommandRun:
+    """What :func:`start_run` prepares for a command: the network (eval mode, weights loaded,
+    on ``device``), its data (prepared, or ``None``), the run folder and the loggers."""
+
+    model: nn.Module
+    data: Any
+    device: torch.device
+    run_dir: Path
+    loggers: list
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics)
+
+    def log_figures(self, key: str, paths: list[Path]) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[str(p) for p in paths])
+
+    def finish(self) -> None:
+        for logger in self.loggers:
+            logger.finalize("success")
+
+
+def add_model_arguments(parser: ArgumentParser, run_dir: str, data_type: type | None) -> None:
+    """The preamble every command that runs a network shares: ``--model`` (class_path +
+    init_args), ``--checkpoint`` (a ``fit`` checkpoint of it), ``--data`` (of ``data_type``,
+    when the command reads a DataModule), ``--device``, ``--seed_everything``, ``--run_dir``
+    (where every output goes) and ``--logger`` (CSV + W&B in the run folder)."""
+    parser.add_argument("--seed_everything", type=int, default=0)
+    parser.add_argument("--model", type=nn.Module, required=True, help="the network")
+    parser.add_argument("--checkpoint", type=str | None, default=None, help="a fit checkpoint")
+    if data_type is not None:
+        parser.add_argument("--data", type=data_type, required=True)
+    parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
+    parser.add_argument("--run_dir", type=str, default=run_dir, help="where outputs are written")
+    parser.add_argument("--logger", type=bool, default=True, help="CSV + W&B (offline) loggers")
+
+
+def start_run(cfg) -> CommandRun:
+    """Build what :func:`add_model_arguments` describes, in that order, failing early (in one
+    line) on a folder that cannot be written or a checkpoint that does not fit."""
+    from lightning import seed_everything
+
+    from common.checkpoints import load_classifier_checkpoint
+    from common.cli import default_loggers
+    from common.models import find_normalize
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    seed_everything(cfg.seed_everything, verbose=False)
+    run_dir = writable_folder(cfg.run_dir, "--run_dir")
+    model, data = cfg.model.eval(), cfg.get("data")
+    if cfg.checkpoint:
+        load_classifier_checkpoint(model, cfg.checkpoint)
+    if data is not None:
+        normalize = find_normalize(model)
+        if not normalize.is_set:  # as ImageClassifier does: the data's statistics
+            normalize.set_statistics(*data.normalization)
+        data.prepare_data()
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loggers = default_loggers(str(run_dir)) if cfg.logger else []
+    return CommandRun(model.to(device), data, device, run_dir, loggers)
