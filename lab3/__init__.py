@@ -1,13 +1,17 @@
 """Lab 3: image → caption → story on transformers: Python API, predict, interactive."""
 
-from lab3.cli import StoryCLI
+from common.commands import Command
 from lab3.generator import ImageStoryGenerator, StoryResult
 from lab3.inputs import ImageInputError
 
-#: the LightningCLI class of ``python -m lab3`` (see ``common.cli.main``)
-CLI = StoryCLI
+#: the LightningCLI class of ``python -m lab3`` (``predict`` only), imported when the CLI runs
+CLI = "lab3.cli.StoryCLI"
 
-#: commands of ``python -m lab3`` besides LightningCLI's and ``sweep`` (name → module with ``main``)
-COMMANDS = {"interactive": "lab3.interactive"}
+#: commands of ``python -m lab3`` besides ``predict`` and ``sweep``
+COMMANDS = {
+    "interactive": Command(
+        "ask for an image and a length, print its story, repeat", "lab3.interactive"
+    )
+}
 
-__all__ = ["CLI", "COMMANDS", "ImageInputError", "ImageStoryGenerator", "StoryCLI", "StoryResult"]
+__all__ = ["CLI", "COMMANDS", "ImageInputError", "ImageStoryGenerator", "StoryResult"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import torch
+from jsonargparse.typing import PositiveInt
 from PIL import Image
 from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from lab3.hub import load_pretrained
 
 
 class Captioner(nn.Module):
@@ -18,6 +21,9 @@ class Captioner(nn.Module):
             ``"a picture of"``); removed from the returned caption so it reads well in a prompt.
         max_new_tokens: longest caption, in tokens.
 
+    Raises :class:`~lab3.hub.ModelNotAvailableError` (one line, within seconds) when ``model`` is
+    neither a folder nor cached and the hub cannot be reached.
+
         Captioner("Salesforce/blip-image-captioning-base")([Image.open("bear.jpg")])
         # ["a brown bear sitting in the grass"]
     """
@@ -26,12 +32,14 @@ class Captioner(nn.Module):
         self,
         model: str = "Salesforce/blip-image-captioning-base",
         prefix: str | None = None,
-        max_new_tokens: int = 30,
+        max_new_tokens: PositiveInt = 30,
     ) -> None:
         super().__init__()
         self.prefix, self.max_new_tokens = prefix, max_new_tokens
-        self.processor = AutoProcessor.from_pretrained(model)
-        self.model = AutoModelForImageTextToText.from_pretrained(model).eval()
+        self.processor = load_pretrained(AutoProcessor.from_pretrained, model, "captioner.model")
+        self.model = load_pretrained(
+            AutoModelForImageTextToText.from_pretrained, model, "captioner.model"
+        ).eval()
 
     @torch.inference_mode()
     def forward(self, images: list[Image.Image]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch.utils.data import DataLoader, Dataset
 
 from lab3.inputs import ImageInput, expand_sources, read_input
@@ -34,10 +35,10 @@ class StoryDataModule(L.LightningDataModule):
     def __init__(
         self,
         images: str | list[str],
-        batch_size: int = 16,
-        num_workers: int = 0,
-        timeout: float = 10.0,
-        max_bytes: int = 20_000_000,
+        batch_size: PositiveInt = 16,
+        num_workers: NonNegativeInt = 0,
+        timeout: PositiveFloat = 10.0,
+        max_bytes: PositiveInt = 20_000_000,
     ) -> None:
         super().__init__()
         self.sources = expand_sources(images)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
 
+from common.commands import command_parser
 from lab3.captioner import Captioner
 from lab3.generator import ImageStoryGenerator
 from lab3.story import StoryWriter
@@ -47,8 +47,7 @@ def session(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m lab3 interactive", description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile)
+    parser = command_parser("python -m lab3 interactive", __doc__)
     parser.add_class_arguments(Captioner, "captioner")
     parser.add_class_arguments(StoryWriter, "writer")
     parser.add_argument(

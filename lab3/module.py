@@ -7,11 +7,12 @@ writing of results is the :class:`~lab3.report.StoryReport` callback's.
 from __future__ import annotations
 
 import lightning as L
+from jsonargparse.typing import PositiveInt
 
 from lab3.captioner import Captioner
 from lab3.generator import ImageStoryGenerator, StoryResult
 from lab3.inputs import ImageInput
-from lab3.story import StoryWriter
+from lab3.story import PresetName, StoryWriter
 
 
 class StoryModule(L.LightningModule):
@@ -19,7 +20,11 @@ class StoryModule(L.LightningModule):
     (every image's story is drawn with it, so a story does not depend on its batch)."""
 
     def __init__(
-        self, captioner: Captioner, writer: StoryWriter, length: str | int = "medium", seed: int = 0
+        self,
+        captioner: Captioner,
+        writer: StoryWriter,
+        length: PositiveInt | PresetName = "medium",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         writer.max_new_tokens(length)  # a bad length fails before any image is read

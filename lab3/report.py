@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lab3.generator import StoryResult
@@ -22,7 +23,7 @@ class StoryReport(BasePredictionWriter):
     """Args: ``output_dir`` (``None``: the Trainer's ``default_root_dir``, the run folder) and
     ``thumbnail_size`` (longest side of the saved images, in pixels)."""
 
-    def __init__(self, output_dir: str | None = None, thumbnail_size: int = 384) -> None:
+    def __init__(self, output_dir: str | None = None, thumbnail_size: PositiveInt = 384) -> None:
         super().__init__(write_interval="batch")
         self.output_dir, self.thumbnail_size = output_dir, thumbnail_size
         self.records: list[dict] = []
@@ -56,8 +57,27 @@ class StoryReport(BasePredictionWriter):
         with open(self.folder / "stories.jsonl", "a", encoding="utf-8") as file:
             file.writelines(lines)
 
+    @property
+    def stories(self) -> int:
+        """How many inputs got a story (the others could not be read)."""
+        return sum(record["error"] is None for record in self.records)
+
+    def summary(self) -> str:
+        """The run in one line: how many stories, where, and how many inputs failed."""
+        total, failed = len(self.records), len(self.records) - self.stories
+        details = self.folder / "stories.jsonl"
+        if not self.stories:
+            none = "the input could not" if total == 1 else f"none of the {total} inputs could"
+            return f"{none} be read: see {details}"
+        if failed:
+            outcome = f"{failed} of {total} inputs failed: see {details}"
+        else:
+            outcome = "1 input read" if total == 1 else f"all {total} inputs read"
+        told = "1 story" if self.stories == 1 else f"{self.stories} stories"
+        return f"{told} written to {self.folder / 'stories.md'} ({outcome})"
+
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        errors = sum(record["error"] is not None for record in self.records)
+        errors = len(self.records) - self.stories
         parts = [
             "# Stories\n",
             f"{len(self.records)} inputs: {len(self.records) - errors} stories, {errors} errors.\n",

@@ -15,10 +15,15 @@ from __future__ import annotations
 import re
 
 import torch
+from jsonargparse.typing import PositiveInt, restricted_string_type
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
+from lab3.hub import load_pretrained
 from lab3.sampling import PaddedRepetitionPenalty, sampling_processors
+
+#: a length preset's name; it starts with a letter, so that "0" is no name (nor a token count)
+PresetName = restricted_string_type("PresetName", r"^[A-Za-z_][\w-]*$")
 
 #: a sentence ends with . ! or ?, maybe closing quotes or brackets, then a space or the end
 SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
@@ -41,6 +46,9 @@ class StoryWriter(nn.Module):
         temperature, top_p: sampling warpers (transformers' own), used when ``do_sample``.
         repetition_penalty: CTRL's penalty (Keskar et al. 2019) on tokens already in the text.
         do_sample: sample (seeded per story) or decode greedily.
+
+    Raises :class:`~lab3.hub.ModelNotAvailableError` (one line, within seconds) when ``model`` or
+    ``tokenizer`` is neither a folder nor cached and the hub cannot be reached.
     """
 
     def __init__(
@@ -48,7 +56,7 @@ class StoryWriter(nn.Module):
         model: str = "roneneldan/TinyStories-33M",
         tokenizer: str | None = None,
         prompt: str = "This is a story about {caption}. One day,",
-        lengths: dict[str, int] | None = None,
+        lengths: dict[PresetName, PositiveInt] | None = None,
         temperature: float = 0.7,
         top_p: float = 0.9,
         repetition_penalty: float = 1.2,
@@ -63,10 +71,16 @@ class StoryWriter(nn.Module):
         self.lengths = lengths or {"short": 100, "medium": 150, "long": 200}
         self.temperature, self.top_p = temperature, top_p
         self.repetition_penalty, self.do_sample = repetition_penalty, do_sample
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or model, padding_side="left")
+        self.tokenizer = load_pretrained(
+            AutoTokenizer.from_pretrained,
+            tokenizer or model,
+            "writer.tokenizer" if tokenizer else "writer.model",
+            padding_side="left",
+        )
         if self.tokenizer.pad_token is None:  # GPT-2-style tokenizers have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model).eval()
+        self.model = load_pretrained(AutoModelForCausalLM.from_pretrained, model, "writer.model")
+        self.model.eval()
 
     def max_new_tokens(self, length: str | int) -> int:
         """A preset name or a positive number of tokens → ``max_new_tokens``."""

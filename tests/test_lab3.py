@@ -219,10 +219,16 @@ def predict_args(tiny_models, run_dir, images) -> list[str]:
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_predict_writes_stories_and_report(tiny_models, generator, photos, tmp_path, precision):
+def test_predict_writes_stories_and_report(
+    tiny_models, generator, photos, tmp_path, precision, capsys
+):
     run = tmp_path / "run"
     images = [photos, photos / "gone.jpg"]
     main("lab3", [*predict_args(tiny_models, run, images), f"--trainer.precision={precision}"])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"3 stories written to {run / 'stories.md'} (2 of 5 inputs failed: see "
+        f"{run / 'stories.jsonl'})"
+    )
     records = [json.loads(line) for line in (run / "stories.jsonl").read_text().splitlines()]
     assert [r["source"].rsplit("/", 1)[1] for r in records] == [
         "a.png", "b.png", "c.jpg", "d.png", "gone.jpg"
@@ -237,6 +243,23 @@ def test_predict_writes_stories_and_report(tiny_models, generator, photos, tmp_p
         assert record["story"] == trim_to_sentence(record["story"])
         if precision == "32-true":  # the same story as the Python API, one image at a time
             assert record["story"] == generator.generate(record["source"], "short", 2).story
+
+
+def test_predict_ends_with_an_error_when_no_input_could_be_read(
+    tiny_models, photos, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    images = [photos / "b.png", photos / "gone.jpg"]
+    with pytest.raises(SystemExit) as done:
+        main("lab3", predict_args(tiny_models, run, images))
+    assert done.value.code == (
+        f"error: none of the 2 inputs could be read: see {run / 'stories.jsonl'}"
+    )
+    assert len((run / "stories.jsonl").read_text().splitlines()) == 2  # the reasons are there
+    main("lab3", predict_args(tiny_models, run, [photos / "a.png"]))
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"1 story written to {run / 'stories.md'} (1 input read)"
+    )
 
 
 def test_predict_config_errors_are_one_line(tiny_models, photos, tmp_path):
