@@ -127,10 +127,10 @@ def add_model_arguments(parser: ArgumentParser, run_dir: str, data_type: type | 
     when the command reads a DataModule), ``--device``, ``--seed_everything``, ``--run_dir``
     (where every output goes) and ``--logger`` (CSV + W&B in the run folder)."""
     parser.add_argument("--seed_everything", type=int, default=0)
-    parser.add_argument("--model", type=nn.Module, required=True, help="the network")
+    parser.add_argument("--model", type=nn.Module, required=True, sub_configs=True, help="network")
     parser.add_argument("--checkpoint", type=str | None, default=None, help="a fit checkpoint")
     if data_type is not None:
-        parser.add_argument("--data", type=data_type, required=True)
+        parser.add_argument("--data", type=data_type, required=True, sub_configs=True)
     parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
     parser.add_argument("--run_dir", type=str, default=run_dir, help="where outputs are written")
     parser.add_argument("--logger", type=bool, default=True, help="CSV + W&B (offline) loggers")
