@@ -24,6 +24,8 @@ SWEEPS = sorted((REPO / "configs").rglob("sweeps/*.yaml"))
 def fake_data_args(config: Path) -> list[str]:
     """Replace a config's dataset by FakeData of the same image shape and class count."""
     spec = yaml.safe_load(config.read_text())["data"]
+    if isinstance(spec, str):  # a block file, relative to the config
+        spec = yaml.safe_load((config.parent / spec).read_text())
     module, name = spec["class_path"].rsplit(".", 1)
     data = getattr(__import__(module, fromlist=[name]), name)(**spec.get("init_args", {}))
     shape = ",".join(map(str, data.image_shape))
