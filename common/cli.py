@@ -171,6 +171,22 @@ class LabCLI(LightningCLI):
                 read_checkpoint(config["ckpt_path"])
         super()._parse_ckpt_path()
 
+    def after_fit(self) -> None:
+        best = next((c for c in self.trainer.checkpoint_callbacks if c.best_model_path), None)
+        if self.trainer.is_global_zero and best is not None:
+            score = (
+                ""
+                if best.best_model_score is None
+                else f", {best.monitor} {best.best_model_score:.4f}"
+            )
+            print(f"checkpoints: {best.dirpath} (best.ckpt{score}); logs: {self.trainer.log_dir}")
+
+    def after_test(self) -> None:
+        if self.trainer.is_global_zero:
+            print(f"test outputs and metrics: {self.trainer.log_dir}")
+
+    after_validate = after_test
+
     def _run_subcommand(self, subcommand: str) -> None:
         config = self.config_init[subcommand]
         if "weights_only" in config and config["weights_only"] is None:
