@@ -1,13 +1,15 @@
-"""Batched iterative FGSM versus attacking one image at a time (as the course's seed code does).
+"""Batched attacks versus attacking one image at a time (as the course's seed code does).
 
-Measures, in one run, on N CIFAR-10 test images (the seeded choice of `python -m lab4 attack`)
-and the same model:
-  (1) ``lab4.attacks.attack`` on batches of ``--batch_size`` images (per-sample stopping), and
+Measures, in one run, on N CIFAR-10 test images (the seeded choice of the attack sweeps,
+``lab4.robustness.attack_sample``) and the same model:
+  (1) an attack of ``lab4.attacks.ATTACKS`` (default: iterative FGSM, per-sample stopping) on
+      batches of ``--batch_size`` images, and
   (2) the same attack called on one image at a time,
 checks that both give the same adversarial images (up to float rounding in the convolutions) and
 prints images/s and the speed-up (goal >= 20x).
 
-    python benchmarks/attack_speed.py [--images 1000] [--epsilon 1] [--iterations 10]
+    python benchmarks/attack_speed.py [--attack iterative] [--images 1000] [--epsilon 1]
+        [--iterations 10]
         [--checkpoint runs/lab4/cnn_cifar10/checkpoints/best.ckpt]   # default: pretrained ResNet-20
 """
 
@@ -21,13 +23,26 @@ import torch
 from common.checkpoints import load_classifier_checkpoint
 from common.data import CIFAR10DataModule
 from common.models.pretrained import ResNet20
-from lab4.attacks import AttackResult, attack
+from lab4.attacks import ATTACKS, Attack, AttackResult
 from lab4.models import SimpleCNN
 from lab4.robustness import attack_sample
 
 
+def timed(attack: Attack, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
+    """``attack`` over the images in batches of ``batch_size``: the result and the seconds."""
+    start = time.perf_counter()
+    result = AttackResult.cat(
+        [
+            attack.run(images[i : i + batch_size], labels[i : i + batch_size])
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+    return result, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--attack", choices=list(ATTACKS), default="iterative")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=500)
     parser.add_argument("--epsilon", type=float, default=1.0, help="step, in 1/255")
@@ -39,7 +54,7 @@ def main() -> None:
     data = CIFAR10DataModule(data_dir="data", download=False)
     data.prepare_data()
     data.setup("test")
-    images, labels = attack_sample(data, args.images)  # seeded choice, as `python -m lab4 attack`
+    images, labels = attack_sample(data, args.images)  # the sweeps' seeded choice
     images = data.on_after_batch_transfer((images, None), 0)[0]
     if args.checkpoint:
         model = SimpleCNN(args.widths)
@@ -48,28 +63,19 @@ def main() -> None:
     else:
         model, name = ResNet20(path="data/weights/resnet20-12fca82f.th"), "pretrained ResNet-20"
     model.eval()
-    step = args.epsilon / 255
     print(
-        f"{name}, {args.images} images, iterative FGSM ε={args.epsilon:g}/255 × ≤{args.iterations}"
+        f"{name}, {args.images} images, {args.attack} ε={args.epsilon:g}/255 × ≤{args.iterations}"
     )
     print(f"threads: {torch.get_num_threads()}")
 
-    start = time.perf_counter()
-    batched = AttackResult.cat(
-        [
-            attack(model, images[i : i + args.batch_size], labels[i : i + args.batch_size], step,
-                   args.iterations)
-            for i in range(0, len(images), args.batch_size)
-        ]
-    )  # fmt: skip
-    batched_seconds = time.perf_counter() - start
+    def make() -> Attack:  # the same random start (PGD) for both ways
+        generator = torch.Generator().manual_seed(data.seed)
+        return ATTACKS[args.attack](
+            model, args.epsilon / 255, steps=args.iterations, generator=generator
+        )
 
-    start = time.perf_counter()
-    single = AttackResult.cat(
-        [attack(model, images[i : i + 1], labels[i : i + 1], step, args.iterations)
-         for i in range(len(images))]
-    )  # fmt: skip
-    single_seconds = time.perf_counter() - start
+    batched, batched_seconds = timed(make(), images, labels, args.batch_size)
+    single, single_seconds = timed(make(), images, labels, 1)
 
     same_steps = (batched.iterations == single.iterations).float().mean().item()
     same_images = (batched.adversarial - single.adversarial).abs().amax(dim=(1, 2, 3)) < 1e-4

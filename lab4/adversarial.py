@@ -1,20 +1,20 @@
 """``AdversarialClassifier``: cross-entropy on clean images plus adversarial ones made on the fly.
 
-Each training batch gets FGSM (or PGD) examples from the current network (made in eval mode, so
-the attack does not touch the BatchNorm statistics); the loss is
-``clean_weight·CE(x) + adversarial_weight·CE(x')`` (Goodfellow et al. 2015 use 0.5/0.5).
-Validation and test also report the accuracy under the training attack (``{stage}/adv_acc``).
+Each training batch gets adversarial examples (any attack of :data:`lab4.attacks.ATTACKS`; FGSM
+by default) from the current network, made in eval mode so the attack does not touch the
+BatchNorm statistics; the loss is ``clean_weight·CE(x) + adversarial_weight·CE(x')``
+(Goodfellow et al. 2015 use 0.5/0.5). Validation and test also report the accuracy under the
+training attack (``{stage}/adv_acc``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from torchmetrics.classification import MulticlassAccuracy
 
 from common.classifier import ImageClassifier
-from lab4.attacks import perturb
+from lab4.attacks import ATTACKS, AttackName
 
 
 class AdversarialClassifier(ImageClassifier):
@@ -22,9 +22,11 @@ class AdversarialClassifier(ImageClassifier):
 
     Args:
         epsilon: attack step in 1/255 pixel units (FGSM: the whole perturbation).
-        attack: ``"fgsm"`` (one step) or ``"pgd"`` (``pgd_steps`` steps of ``epsilon`` from a
-            random start, within an L∞ ball of ``pgd_steps·epsilon/2``).
-        pgd_steps: PGD iterations.
+        attack: a name from :data:`lab4.attacks.ATTACKS`: ``"fgsm"`` (one step), ``"iterative"``
+            (``pgd_steps`` steps of ``epsilon``) or ``"pgd"`` (the same from a random start,
+            within its default L∞ ball of ``pgd_steps·epsilon/2``). Every image takes every step.
+        pgd_steps: steps of the iterative attacks (the name predates ``"iterative"``; kept so
+            checkpoints saved before still load).
         clean_weight, adversarial_weight: the loss weights.
         **kwargs: see :class:`common.classifier.ImageClassifier`.
     """
@@ -32,18 +34,18 @@ class AdversarialClassifier(ImageClassifier):
     def __init__(
         self,
         *args,
-        epsilon: float = 1.0,
-        attack: Literal["fgsm", "pgd"] = "fgsm",
-        pgd_steps: int = 3,
+        epsilon: PositiveFloat = 1.0,
+        attack: AttackName = "fgsm",
+        pgd_steps: PositiveInt = 3,
         clean_weight: float = 0.5,
         adversarial_weight: float = 0.5,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.save_hyperparameters(ignore=["model", "optimizer"])
-        self.epsilon = epsilon / 255
-        self.attack = attack
-        self.pgd_steps = pgd_steps
+        self.attack = ATTACKS[attack](
+            self.model, epsilon / 255, steps=pgd_steps, stop_on_success=False
+        )
         self.clean_weight = clean_weight
         self.adversarial_weight = adversarial_weight
         num_classes = self.hparams.num_classes
@@ -54,19 +56,9 @@ class AdversarialClassifier(ImageClassifier):
             }
         )
 
-    def adversarial_examples(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.attack == "fgsm":
-            return perturb(self.model, images, targets, self.epsilon, stop_on_success=False)[0]
-        budget = self.pgd_steps * self.epsilon / 2
-        return perturb(
-            self.model, images, targets, self.epsilon, self.pgd_steps, budget,
-            random_start=True, stop_on_success=False,
-        )[0]  # fmt: skip
-
     def _adversarial_loss(self, batch, stage: str) -> torch.Tensor:
         images, targets = batch
-        adversarial = self.adversarial_examples(images, targets)
-        logits = self(adversarial)
+        logits = self(self.attack(images, targets))
         self.adversarial_accuracy[f"{stage}_acc"].update(logits.detach(), targets)
         return self.criterion(logits, targets)
 

@@ -1,11 +1,14 @@
-"""Lab 4's figures: attack sweeps and adversarial examples."""
+"""Lab 4's figures: attack sweeps and adversarial examples (matplotlib ``Figure`` objects, no
+pyplot state, so they are safe in callbacks and threads)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.plots import plt, save_figure
+from matplotlib.figure import Figure
+
+from common.plots import save_figure
 from lab4.attacks import AttackResult
 
 SWEEP_PANELS = {
@@ -18,7 +21,8 @@ SWEEP_PANELS = {
 
 def plot_attack_sweep(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
     """The attack metrics vs ε per step, one line per attack."""
-    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(3.4 * len(SWEEP_PANELS), 3.0))
+    fig = Figure(figsize=(3.4 * len(SWEEP_PANELS), 3.0))
+    axes = fig.subplots(1, len(SWEEP_PANELS))
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     for ax, (key, label) in zip(axes, SWEEP_PANELS.items(), strict=True):
         for name in attacks:
@@ -49,7 +53,8 @@ def plot_attack_examples(
     # then other images, those the model got right first
     order = right_before.float().argsort(descending=True, stable=True).tolist()
     chosen += [i for i in order if i not in chosen][: count - len(chosen)]
-    fig, axes = plt.subplots(len(chosen), 3, figsize=(5.4, 1.9 * len(chosen)), squeeze=False)
+    fig = Figure(figsize=(5.4, 1.9 * len(chosen)))
+    axes = fig.subplots(len(chosen), 3, squeeze=False)
     for row, i in enumerate(chosen):
         perturbation = result.adversarial[i] - result.images[i]
         scale = perturbation.abs().max().clamp_min(1e-12)

@@ -1,10 +1,22 @@
-"""Attacks against independent computations, and the metrics on hand-made results."""
+"""Attacks against independent computations, the registry, and the metrics on hand-made results."""
+
+import typing
 
 import pytest
 import torch
 from torch import nn
 
-from lab4.attacks import AttackResult, attack, attack_metrics, fgsm
+from lab4.attacks import (
+    ATTACKS,
+    FGSM,
+    PGD,
+    Attack,
+    AttackName,
+    AttackResult,
+    IterativeFGSM,
+    attack,
+    attack_metrics,
+)
 
 
 def tiny_cnn() -> nn.Module:
@@ -28,65 +40,124 @@ def batch():
     return model, images, labels
 
 
+def reference(model, image, label, eps, steps, budget=None, start=None, stop=True, target=None):
+    """The textbook iteration on one image, written out: (adversarial image, steps taken)."""
+    goal, sign = (label, 1.0) if target is None else (target, -1.0)
+    x = image.clone() if start is None else start.clone()
+    for step in range(steps + 1):
+        x.requires_grad_(True)
+        logits = model(x[None])
+        predicted = logits.argmax().item()
+        if stop and (predicted != label if target is None else predicted == target):
+            return x.detach(), step
+        if step == steps:
+            break
+        (gradient,) = torch.autograd.grad(nn.functional.cross_entropy(logits, goal[None]), x)
+        x = x.detach() + sign * eps * gradient.sign()
+        if budget is not None:
+            x = image + (x - image).clamp(-budget, budget)
+        x = x.clamp(0, 1)
+    return x.detach(), steps
+
+
 def test_fgsm_equals_an_independent_autograd_step_with_clipping(batch):
     model, images, labels = batch
     epsilon = 0.03
     inputs = images.clone().requires_grad_(True)
     nn.functional.cross_entropy(model(inputs), labels).backward()
     expected = (images + epsilon * inputs.grad.sign()).clamp(0, 1)
-    result = fgsm(model, images, labels, epsilon)
+    torch.testing.assert_close(FGSM(model, epsilon)(images, labels), expected)
+    result = FGSM(model, epsilon).run(images, labels)
     torch.testing.assert_close(result.adversarial, expected)
-    assert (result.iterations == 1).all()
+    assert (result.iterations == 1).all()  # every image, fooled or not
 
 
-def test_every_adversarial_image_stays_in_its_budget_and_in_range(batch):
+@pytest.mark.parametrize("targeted", [False, True])
+def test_iterative_fgsm_equals_the_per_image_iteration(batch, targeted):
+    model, images, labels = batch
+    targets = torch.full_like(labels, 3) if targeted else None
+    result = IterativeFGSM(model, 1 / 255, steps=10, budget=4 / 255).run(images, labels, targets)
+    for i in range(len(images)):
+        target = None if targets is None else targets[i]
+        expected, steps = reference(
+            model, images[i], labels[i], 1 / 255, 10, 4 / 255, target=target
+        )
+        torch.testing.assert_close(result.adversarial[i], expected)
+        assert result.iterations[i] == steps
+    # per-sample stopping did happen: images took different numbers of steps
+    assert result.iterations.unique().numel() > 1
+
+
+def test_pgd_equals_the_iteration_from_its_random_start(batch):
+    model, images, labels = batch
+    eps, steps = 1 / 255, 4
+    budget = steps * eps / 2  # PGD's default ball
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(7))  # float32
+    starts = (images + (2 * noise - 1) * budget).clamp(0, 1)
+    generator = torch.Generator().manual_seed(7)
+    pgd = PGD(model, eps, steps=steps, stop_on_success=False, generator=generator)
+    adversarial = pgd(images, labels)
+    for i in range(len(images)):
+        expected, _ = reference(model, images[i], labels[i], eps, steps, budget, starts[i], False)
+        torch.testing.assert_close(adversarial[i], expected)
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_attack_stays_in_its_budget_and_in_range(batch, name):
     model, images, labels = batch
     budget = 2 / 255
-    for random_start in (False, True):
-        result = attack(
-            model, images, labels, 1 / 255, 10, budget=budget, random_start=random_start
-        )
-        assert (result.adversarial - images).abs().max() <= budget + 1e-12
-        assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
-        assert (result.iterations <= 10).all()
+    result = ATTACKS[name](model, 1 / 255, steps=10, budget=budget).run(images, labels)
+    assert (result.adversarial - images).abs().max() <= budget + 1e-12
+    assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    assert (result.iterations <= 10).all()
 
 
-def test_targeted_attack_moves_toward_the_target(batch):
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_attack_is_targeted_when_given_targets(batch, name):
     model, images, labels = batch
     targets = torch.full_like(labels, 3)
-    result = attack(model, images, labels, 2 / 255, 10, targets=targets)
+    result = ATTACKS[name](model, 2 / 255, steps=10, budget=16 / 255).run(images, labels, targets)
     metrics = attack_metrics(result)
     assert metrics["target_confidence_gain"] > 0
-    assert metrics["success_rate"] > 0
-    assert (result.prediction_after[result.success] == 3).all()
+    assert torch.equal(result.success, result.prediction_after == 3)
+    if name != "fgsm":  # one step rarely reaches a chosen class
+        assert metrics["success_rate"] > 0
 
 
 def test_batched_attack_equals_attacking_one_image_at_a_time(batch):
     model, images, labels = batch
-    batched = attack(model, images, labels, 1 / 255, 10, budget=16 / 255)
+    iterative = IterativeFGSM(model, 1 / 255, steps=10, budget=16 / 255)
+    batched = iterative.run(images, labels)
     singles = AttackResult.cat(
-        [
-            attack(model, images[i : i + 1], labels[i : i + 1], 1 / 255, 10, budget=16 / 255)
-            for i in range(len(images))
-        ]
+        [iterative.run(images[i : i + 1], labels[i : i + 1]) for i in range(len(images))]
     )
     torch.testing.assert_close(batched.adversarial, singles.adversarial)
     assert torch.equal(batched.iterations, singles.iterations)
     assert torch.equal(batched.success, singles.success)
-    # per-sample stopping: images took different numbers of steps, successes stopped early
-    assert batched.iterations.unique().numel() > 1
-    assert (batched.iterations[batched.success] < 10).any()
+    assert (batched.iterations[batched.success] < 10).any()  # successes stopped early
 
 
-def test_model_modes_are_restored_after_the_attack(batch):
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_model_modes_are_restored_after_every_attack(batch, name):
     model, images, labels = batch
     model.train()
     model[1].eval()  # a mixed model, e.g. frozen BN
     seen = []
     model.register_forward_hook(lambda module, args, output: seen.append(module.training))
-    attack(model, images, labels, 1 / 255, 3)
+    ATTACKS[name](model, 1 / 255, steps=3)(images, labels)
     assert seen and not any(seen)  # eval mode during the attack
     assert model.training and model[0].training and not model[1].training
+
+
+def test_the_registry_is_the_one_list_of_attacks():
+    assert typing.get_args(AttackName) == tuple(ATTACKS)
+    assert all(issubclass(cls, Attack) for cls in ATTACKS.values())
+    assert list(ATTACKS.items()) == [("fgsm", FGSM), ("iterative", IterativeFGSM), ("pgd", PGD)]
+
+
+def test_attacks_reject_a_non_positive_step(batch):
+    with pytest.raises(ValueError, match="eps > 0"):
+        FGSM(batch[0], 0.0)
 
 
 def test_random_start_needs_a_budget(batch):
@@ -117,40 +188,3 @@ def test_metrics_count_only_samples_that_were_correct_before():
         ((0.9 - 0.3) + (0.8 - 0.6) + (0.6 - 0.8)) / 3
     )
     assert metrics["robust_accuracy"] == 0.5  # samples 1 and 3 still right
-
-
-def test_attack_command_writes_the_table_figures_and_validates_the_target(ood_folders, tmp_path):
-    import json
-
-    from common.cli import main
-    from tests.conftest import REPO
-
-    output = tmp_path / "attacks"
-    common = [
-        f"--data.data_dir={ood_folders}",
-        "--data.val_size=4",
-        "--data.download=false",
-        "--checkpoint=null",
-        "--num_images=8",
-        "--epsilons=[1, 8]",
-        "--examples=2",
-        "--wandb=false",
-        f"--output_dir={output}",
-    ]
-    for config in ("fgsm_sweep", "targeted_dog"):
-        main("lab4", ["attack", f"--config={REPO / 'configs/lab4/attacks' / config}.yaml", *common])
-    runs = {p.stem: json.loads(p.read_text()) for p in output.glob("*.json")}
-    assert set(runs) == {"custom_cnn", "custom_cnn_dog"}
-    assert [(r["attack"], r["epsilon"]) for r in runs["custom_cnn"]["rows"]] == [
-        ("fgsm", 1), ("fgsm", 8), ("iterative", 1), ("iterative", 8)
-    ]  # fmt: skip
-    assert "target_confidence_gain" in runs["custom_cnn_dog"]["rows"][0]
-    table = (output / "attacks.md").read_text()
-    assert "| custom CNN | iterative | dog | 8 |" in table
-    for stem in runs:
-        assert (output / f"{stem}_sweep.png").is_file() and (
-            output / f"{stem}_examples.png"
-        ).is_file()
-    with pytest.raises(SystemExit, match="unknown target class 'dgo'"):
-        main("lab4", ["attack", f"--config={REPO / 'configs/lab4/attacks/targeted_dog.yaml'}",
-                      *common, "--target=dgo"])  # fmt: skip

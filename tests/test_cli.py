@@ -11,11 +11,12 @@ import yaml
 from common.cli import main
 from tests.conftest import REPO
 
-# LightningCLI configs (those with a trainer); sweeps and other commands' configs are tested apart
+# LightningCLI experiment configs (a trainer and data); block files, override files stacked on a
+# base with a second --config, sweeps and other commands' configs are tested apart
 CONFIGS = sorted(
     p
     for p in (REPO / "configs").rglob("*.yaml")
-    if "trainer" in yaml.safe_load(p.read_text())
+    if {"trainer", "data"} <= set(yaml.safe_load(p.read_text()))  # overrides: tested with a base
     and "lab3" not in p.relative_to(REPO / "configs").parts  # not classifiers: tests/test_lab3.py
 )
 SWEEPS = sorted((REPO / "configs").rglob("sweeps/*.yaml"))

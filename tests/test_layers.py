@@ -69,3 +69,27 @@ def test_labs_import_no_other_lab_and_common_imports_no_lab(package):
         if module.split(".")[0] in labs
     ]
     assert not crossing
+
+
+def string_values(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from string_values(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from string_values(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_no_config_writes_into_the_committed_results_by_default():
+    """Commands write into results/ only when the user names it (--output, --output_dir)."""
+    import yaml
+
+    offenders = [
+        f"{path.relative_to(REPO)}: {value}"
+        for path in sorted((REPO / "configs").rglob("*.yaml"))
+        for value in string_values(yaml.safe_load(path.read_text()))
+        if value.startswith("results/")
+    ]
+    assert not offenders

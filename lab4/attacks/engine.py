@@ -1,15 +1,13 @@
-"""Adversarial attacks in [0, 1] pixel space (the model normalises inside), batched.
+"""The batched attack engine behind every attack class, in [0, 1] pixel space (the model
+normalises inside).
 
-One routine, :func:`attack`, covers the course's attacks as special cases:
-
-- FGSM (Goodfellow et al. 2015): one step x' = clip(x + ε·sign(∇ₓL)), every image;
-- iterative FGSM: steps of size ε until the prediction changes (**per sample**: an image that
-  succeeds stops while the rest of the batch goes on), at most ``iterations`` steps, optionally
-  projected onto an L∞ ball of radius ``budget`` around x;
-- PGD (Madry et al. 2018): iterative FGSM from a random start inside the ball;
-- targeted variants: step *down* the loss of a chosen class; success = predicted as that class.
-
-:func:`attack_metrics` turns a result into the numbers the labs report, defined once here.
+:func:`perturb` takes signed-gradient steps of size ε on a whole batch, **per sample**: an image
+that succeeds stops while the rest of the batch goes on (``stop_on_success``), at most
+``iterations`` steps, optionally projected onto an L∞ ball of radius ``budget`` around x and
+started from a random point of that ball; with ``targets`` it steps *down* the target's loss.
+The methods (:mod:`lab4.attacks.fgsm`, ``iterative``, ``pgd``) are choices of these options.
+:func:`attack` adds the bookkeeping (:class:`AttackResult`) and :func:`attack_metrics` turns a
+result into the numbers the labs report, defined once here.
 """
 
 from __future__ import annotations
@@ -82,9 +80,9 @@ def attack(
     iterations: int = 1,
     **options,
 ) -> AttackResult:
-    """Attack a batch of [0, 1] images (see the module docstring for the special cases) and
-    record what happened to each; the arguments are :func:`perturb`'s (``options``: budget,
-    random_start, targets, stop_on_success, generator)."""
+    """Attack a batch of [0, 1] images with :func:`perturb` and record what happened to each;
+    the arguments are :func:`perturb`'s (``options``: budget, random_start, targets,
+    stop_on_success, generator)."""
     labels = labels.to(images.device)
     targets = options.get("targets")
     targets = options["targets"] = None if targets is None else targets.to(images.device)
@@ -174,15 +172,8 @@ def perturb(
     return adversarial.detach(), steps
 
 
-def fgsm(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    epsilon: float,
-    targets: torch.Tensor | None = None,
-) -> AttackResult:
-    """The fast gradient sign method: one step of size ε on every image."""
-    return attack(model, images, labels, epsilon, targets=targets, stop_on_success=False)
+#: the metrics of :func:`attack_metrics` that tables and logs report, in their order
+REPORTED_METRICS = ("success_rate", "mean_iterations", "confidence_drop", "robust_accuracy")
 
 
 def attack_metrics(result: AttackResult) -> dict[str, float]:

@@ -1,0 +1,42 @@
+"""Adversarial attacks (torchattacks-style): ``FGSM(model, eps)(images, labels) -> images``.
+
+:data:`ATTACKS` is the one place that maps names to attacks; the robustness callback, the
+attack configs, adversarial training and the benchmark all read it. Adding an attack = one file
+with its :class:`Attack` subclass, one line here, one test.
+"""
+
+from typing import Literal
+
+from lab4.attacks.base import Attack
+from lab4.attacks.engine import (
+    REPORTED_METRICS,
+    AttackResult,
+    attack,
+    attack_metrics,
+    eval_mode,
+    perturb,
+)
+from lab4.attacks.fgsm import FGSM
+from lab4.attacks.iterative import IterativeFGSM
+from lab4.attacks.pgd import PGD
+
+#: name (in configs and tables) → attack class
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "iterative": IterativeFGSM, "pgd": PGD}
+
+#: the registry's names as a type, so configs are checked when they are parsed
+AttackName = Literal[tuple(ATTACKS)]  # type: ignore[valid-type]
+
+__all__ = [
+    "ATTACKS",
+    "FGSM",
+    "PGD",
+    "REPORTED_METRICS",
+    "Attack",
+    "AttackName",
+    "AttackResult",
+    "IterativeFGSM",
+    "attack",
+    "attack_metrics",
+    "eval_mode",
+    "perturb",
+]

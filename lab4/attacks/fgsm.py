@@ -1,0 +1,24 @@
+"""FGSM: one signed-gradient step on every image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab4.attacks.base import Attack
+
+
+class FGSM(Attack):
+    """The fast gradient sign method: Goodfellow, Shlens & Szegedy, "Explaining and Harnessing
+    Adversarial Examples", ICLR 2015, https://arxiv.org/abs/1412.6572.
+
+    ``x' = clip[0,1](x + ε·sign(∇ₓ CE(f(x), y)))`` for every image, successful or not
+    (targeted: ``x − ε·sign(∇ₓ CE(f(x), t))``); ``steps`` and ``stop_on_success`` do not apply.
+    Arguments: see :class:`~lab4.attacks.base.Attack`.
+
+    Example::
+
+        adversarial = FGSM(model, eps=2 / 255)(images, labels)
+    """
+
+    def options(self) -> dict[str, Any]:
+        return {"iterations": 1, "budget": self.budget, "stop_on_success": False}

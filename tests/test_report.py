@@ -1,0 +1,182 @@
+"""``python -m lab4 report`` on hand-made run folders: the three kinds, and what it writes."""
+
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from common.cli import main
+from lab4.report import main as report
+
+
+def write_csv(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def ood_row(ood_set, detector, auroc, accuracy=0.8):
+    return {
+        "ood_set": ood_set,
+        "detector": detector,
+        "auroc": auroc,
+        "aupr_in": 0.5,
+        "aupr_out": 0.25,
+        "fpr95": 0.125,
+        "id_accuracy": accuracy,
+    }
+
+
+@pytest.fixture
+def ood_runs(tmp_path):
+    """Two models' test runs: an old version (ignored) and the newest with figures."""
+    old = tmp_path / "runs/cnn/version_0"
+    write_csv(old / "ood_metrics.csv", [ood_row("near", "msp", 0.1)])
+    new = tmp_path / "runs/cnn/version_1"
+    write_csv(
+        new / "ood_metrics.csv",
+        [
+            ood_row("near", "msp", 0.7),
+            ood_row("near", "energy", 0.9),
+            ood_row("far", "msp", 0.6),
+            ood_row("near", "autoencoder", 0.65),
+        ],
+    )
+    os.utime(old / "ood_metrics.csv", (1, 1))  # older than version_1
+    for name in ("msp", "energy", "max_logit"):
+        (new / f"ood_{name}.png").write_bytes(name.encode())
+    write_csv(
+        tmp_path / "runs/resnet/version_0/ood_metrics.csv", [ood_row("near", "msp", 0.75, 0.9)]
+    )
+    return {"CNN": str(tmp_path / "runs/cnn"), "ResNet": str(tmp_path / "runs/resnet")}
+
+
+def test_ood_table_and_the_best_detectors_figures(ood_runs, tmp_path):
+    output = tmp_path / "out/ood.md"
+    report(["--kind=ood", f"--runs={ood_runs}", "--near_ood=near", f"--output={output}"])
+    lines = output.read_text().splitlines()
+    assert lines[2:] == [
+        "| model | ID acc | detector | near | far |",
+        "|---|---:|---|---|---|",
+        "| CNN | 0.8000 | msp | 0.700 / 0.500 / 0.250 / 0.125 | 0.600 / 0.500 / 0.250 / 0.125 |",
+        "| CNN | 0.8000 | energy | 0.900 / 0.500 / 0.250 / 0.125 | — |",
+        "| autoencoder | — | autoencoder | 0.650 / 0.500 / 0.250 / 0.125 | — |",
+        "| ResNet | 0.9000 | msp | 0.750 / 0.500 / 0.250 / 0.125 | — |",
+    ]
+    # MSP and the best near-OOD detector (energy) of the CNN; the ResNet run has no figures
+    assert sorted(p.name for p in output.parent.iterdir()) == [
+        "ood.md", "ood_cnn_energy.png", "ood_cnn_msp.png"
+    ]  # fmt: skip
+    assert (output.parent / "ood_cnn_energy.png").read_bytes() == b"energy"
+
+
+def test_adversarial_table_lists_models_not_run(tmp_path):
+    run = tmp_path / "runs/adv/version_0"
+    write_csv(
+        run / "robustness.csv",
+        [
+            {"attack": "fgsm", "epsilon": 1.0, "robust_accuracy": 0.5, "success_rate": 0.375},
+            {"attack": "iterative", "epsilon": 2.0, "robust_accuracy": 0.0, "success_rate": 1.0},
+        ],
+    )
+    write_csv(run / "ood_metrics.csv", [ood_row("near", "msp", 0.7), ood_row("near", "knn5", 0.8)])
+    runs = {"adv": str(tmp_path / "runs/adv"), "later": str(tmp_path / "runs/later")}
+    text = report(["--kind=adversarial", f"--runs={runs}", "--near_ood=near"])
+    assert text.splitlines()[2:] == [
+        "| model | clean acc | fgsm ε=1 robust acc / success | iterative ε=2 robust acc / success"
+        " | near AUROC msp | near AUROC best |",
+        "|---|---:|---:|---:|---:|---:|",
+        "| adv | 0.8000 | 0.500 / 0.375 | 0.000 / 1.000 | 0.7000 | 0.8000 (knn5) |",
+        "| later | not run | | | | |",
+    ]
+
+
+def sweep_json(path, label, target, robust_accuracy, mtime):
+    rows = [
+        {
+            "attack": attack,
+            "epsilon": epsilon,
+            "clean_accuracy": 0.75,
+            "success_rate": 0.5,
+            "mean_iterations": math.nan if attack == "fgsm" else 2.25,
+            "confidence_drop": 0.125,
+            "robust_accuracy": robust_accuracy,
+            "seconds": 1.0,
+        }
+        for attack in ("fgsm", "iterative")
+        for epsilon in (0.5, 2)
+    ]
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"label": label, "target": target, "rows": rows}))
+    (path.parent / "robustness_sweep.png").write_bytes(b"png")
+    os.utime(path, (mtime, mtime))
+
+
+@pytest.fixture
+def attack_runs(tmp_path):
+    """A model with an old and a new untargeted sweep and a targeted one; another model."""
+    cnn = tmp_path / "sweeps/custom_cnn"
+    sweep_json(cnn / "version_0/robustness.json", "x", None, 0.0, 100)
+    sweep_json(cnn / "version_1/robustness.json", "x", "dog", 0.25, 300)
+    sweep_json(cnn / "version_2/robustness.json", "x", None, 0.125, 200)
+    sweep_json(tmp_path / "sweeps/resnet/version_0/robustness.json", "y", None, 0.5, 100)
+    return {"custom CNN": str(cnn), "ResNet-20 (pretrained)": str(tmp_path / "sweeps/resnet")}
+
+
+def test_attacks_table_from_the_newest_sweep_of_each_target(attack_runs, tmp_path):
+    output = tmp_path / "results/attacks.md"
+    text = report(["--kind=attacks", f"--runs={attack_runs}", f"--output={output}"])
+    assert output.read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| model | attack | target | ε | clean acc | success rate |")
+    assert rows[1:] == [
+        f"| {model} | {attack} | {target} | {epsilon} | 0.750 | 0.500 | {iters} | 0.125 | {acc} |"
+        for model, target, acc in [
+            ("custom CNN", "—", "0.125"),  # version_2, not the older version_0
+            ("custom CNN", "dog", "0.250"),
+            ("ResNet-20 (pretrained)", "—", "0.500"),
+        ]
+        for attack, iters in (("fgsm", "—"), ("iterative", "2.250"))
+        for epsilon in ("0.5", "2")
+    ]
+    assert sorted(p.name for p in output.parent.iterdir()) == [
+        "attacks.md",
+        "custom_cnn.json",
+        "custom_cnn_dog.json",
+        "custom_cnn_dog_sweep.png",
+        "custom_cnn_sweep.png",
+        "resnet_20_pretrained.json",
+        "resnet_20_pretrained_sweep.png",
+    ]
+    copied = json.loads((output.parent / "custom_cnn.json").read_text())
+    assert copied["rows"][0]["robust_accuracy"] == 0.125
+
+
+@pytest.mark.parametrize("kind", ["ood", "adversarial", "attacks"])
+def test_without_output_the_table_is_printed_and_nothing_written(
+    kind, ood_runs, attack_runs, tmp_path, monkeypatch, capsys
+):
+    runs = attack_runs if kind == "attacks" else ood_runs
+    if kind == "adversarial":
+        runs = {"never run": str(tmp_path / "none")}
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    text = report([f"--kind={kind}", f"--runs={runs}", "--near_ood=near"])
+    assert capsys.readouterr().out == text and text.count("\n| ") >= 2
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_missing_run_stops_before_anything_is_written(attack_runs, tmp_path):
+    output = tmp_path / "results/attacks.md"
+    output.parent.mkdir()
+    output.write_text("the committed table\n")
+    runs = {**attack_runs, "never run": str(tmp_path / "runs/none")}
+    with pytest.raises(SystemExit) as error:
+        main("lab4", ["report", "--kind=attacks", f"--runs={runs}", f"--output={output}"])
+    assert "no robustness.json under" in str(error.value) and "\n" not in str(error.value)
+    assert output.read_text() == "the committed table\n"
+    assert [p.name for p in output.parent.iterdir()] == ["attacks.md"]  # no figure copied
