@@ -49,7 +49,9 @@ def command_parser(prog: str, description: str | None = None) -> ArgumentParser:
     """A jsonargparse parser with ``--config`` (repeatable: later files override earlier ones)
     and ``--print_config``; a parse error raises ``ArgumentError``, which
     :func:`common.cli.main` prints as one line."""
-    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser = ArgumentParser(
+        prog=prog, description=description, exit_on_error=False, allow_abbrev=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
     return parser
 

@@ -99,12 +99,13 @@ def test_a_bad_checkpoint_is_one_line_for_test_and_for_commands(
     ("extra", "expected"),
     [
         (["--trainer.max_epocs=1"], "unrecognized arguments: --trainer.max_epocs"),
+        (["--trainer.max_epoch=1"], "unrecognized arguments: --trainer.max_epoch"),  # no prefixes
         (["--data.batch_size=0"], "data.batch_size: Not of type PositiveInt"),
         (["--data.val_size=-1"], "data.val_size: Not of type NonNegativeInt"),
         (["--model.init_args.model=lab1.models.NoSuchMLP"], "lab1.models.NoSuchMLP"),
         (["--data=lab4.data.OODDataModule", "--data.ood_sets=[imagenet]"], "unknown OOD sets"),
     ],
-    ids=["unknown-option", "zero-batch-size", "negative-val-size", "misspelt-class", "ood-set"],
+    ids=["unknown-option", "abbreviation", "zero-batch-size", "negative-val-size", "misspelt-class", "ood-set"],
 )
 def test_a_bad_option_is_one_line_with_the_message_first(extra, expected, tmp_path):
     assert expected in error_line("lab1", [*fit_args(tmp_path), *extra])
