@@ -105,7 +105,14 @@ def test_a_bad_checkpoint_is_one_line_for_test_and_for_commands(
         (["--model.init_args.model=lab1.models.NoSuchMLP"], "lab1.models.NoSuchMLP"),
         (["--data=lab4.data.OODDataModule", "--data.ood_sets=[imagenet]"], "unknown OOD sets"),
     ],
-    ids=["unknown-option", "abbreviation", "zero-batch-size", "negative-val-size", "misspelt-class", "ood-set"],
+    ids=[
+        "unknown-option",
+        "abbreviation",
+        "zero-batch-size",
+        "negative-val-size",
+        "misspelt-class",
+        "ood-set",
+    ],
 )
 def test_a_bad_option_is_one_line_with_the_message_first(extra, expected, tmp_path):
     assert expected in error_line("lab1", [*fit_args(tmp_path), *extra])
