@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torchmetrics.functional.classification import (
     binary_auroc,
     binary_average_precision,
+    binary_precision_recall_curve,
     binary_roc,
 )
 
@@ -32,8 +35,21 @@ def explanation_confidence(
     }
 
 
-def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
-    """Out-of-distribution detection metrics with OpenOOD's conventions.
+@dataclass(frozen=True)
+class OODCurves:
+    """ROC and precision-recall curves of ID vs one OOD set, ID positive (for the figures)."""
+
+    fpr: torch.Tensor  #: OOD accepted, per threshold
+    tpr: torch.Tensor  #: ID accepted, per threshold
+    precision: torch.Tensor  #: ID precision, per threshold
+    recall: torch.Tensor  #: ID recall, per threshold
+
+
+def ood_metrics_and_curves(
+    id_scores: torch.Tensor, ood_scores: torch.Tensor
+) -> tuple[dict[str, float], OODCurves]:
+    """Out-of-distribution detection metrics with OpenOOD's conventions, and the curves they
+    come from (so a figure draws them without computing them again).
 
     Scores are "higher = more in-distribution". In-distribution samples are the positive class:
 
@@ -51,6 +67,7 @@ def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, 
     scores = (scores - scores.min()) / (scores.max() - scores.min()).clamp_min(1e-300)
     is_id = torch.cat([torch.ones(len(id_scores)), torch.zeros(len(ood_scores))]).long()
     fpr, tpr, _ = binary_roc(scores, is_id)
+    precision, recall, _ = binary_precision_recall_curve(scores, is_id)
     metrics = {
         "auroc": binary_auroc(scores, is_id).item(),
         "aupr_in": binary_average_precision(scores, is_id).item(),
@@ -58,4 +75,10 @@ def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, 
         "fpr95": fpr[torch.argmax((tpr >= 0.95).int())].item(),
     }
     # torchmetrics sums in float32: a perfect separation can read 1.0000001
-    return {name: min(max(value, 0.0), 1.0) for name, value in metrics.items()}
+    metrics = {name: min(max(value, 0.0), 1.0) for name, value in metrics.items()}
+    return metrics, OODCurves(fpr, tpr, precision, recall)
+
+
+def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
+    """AUROC, AUPR-In, AUPR-Out and FPR@95 of :func:`ood_metrics_and_curves`, without curves."""
+    return ood_metrics_and_curves(id_scores, ood_scores)[0]

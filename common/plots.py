@@ -1,23 +1,28 @@
-"""Figures the labs save as PNG and log to W&B."""
+"""Figures the labs save as PNG and log to W&B.
+
+Built on :class:`matplotlib.figure.Figure` directly, not pyplot: importing this module leaves
+matplotlib's backend (and a notebook's or a user's figures) alone, and a figure is freed with its
+last reference instead of staying registered in pyplot's global list.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from common.metrics import OODCurves
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it to ``path`` (folders created), at 120 dpi."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -32,9 +37,8 @@ def plot_gradient_norms(
     ``"weight"`` and ``"bias"`` kept apart (mixing them makes the curve zig-zag), or one series
     per network depth. The y axis is logarithmic and shared, so panels compare directly.
     """
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.5 * len(panels), 3.6), sharey=True, squeeze=False
-    )
+    fig = Figure(figsize=(4.5 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     for ax, (model, series) in zip(axes[0], panels.items(), strict=True):
         colors: dict[str, str] = {}
         for label, points in series.items():
@@ -64,7 +68,8 @@ def plot_curves(
     title: str = "",
 ) -> Path:
     """All runs' learning curves on one plot (e.g. val/acc per epoch of every run of a sweep)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for label, points in curves.items():
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", markersize=2, label=label)
@@ -89,7 +94,8 @@ def plot_cam_grid(
     n = len(images)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(1.8 * 2 * cols, 2.1 * rows), squeeze=False)
+    fig = Figure(figsize=(1.8 * 2 * cols, 2.1 * rows))
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
@@ -106,26 +112,22 @@ def plot_cam_grid(
 def plot_ood_scores(
     id_scores: torch.Tensor,
     ood_scores: Mapping[str, torch.Tensor],
+    curves: Mapping[str, OODCurves],
     path: str | Path,
     title: str = "",
 ) -> Path:
-    """Score histograms (ID vs each OOD set), ROC and precision-recall curves (ID positive)."""
-    from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
-
-    fig, (hist, roc, pr) = plt.subplots(1, 3, figsize=(14, 3.8))
+    """Score histograms (ID vs each OOD set), and each set's ROC and precision-recall curves
+    (ID positive) as :func:`common.metrics.ood_metrics_and_curves` computed them."""
+    fig = Figure(figsize=(14, 3.8))
+    hist, roc, pr = fig.subplots(1, 3)
     low = min([id_scores.min()] + [s.min() for s in ood_scores.values()]).item()
     high = max([id_scores.max()] + [s.max() for s in ood_scores.values()]).item()
     bins = torch.linspace(low, high, 51).tolist()
     hist.hist(id_scores.numpy(), bins=bins, alpha=0.5, density=True, label="ID test")
     for name, scores in ood_scores.items():
         hist.hist(scores.numpy(), bins=bins, alpha=0.5, density=True, label=name)
-        both = torch.cat([id_scores, scores]).double()
-        both = (both - both.min()) / (both.max() - both.min()).clamp_min(1e-300)
-        is_id = torch.cat([torch.ones(len(id_scores)), torch.zeros(len(scores))]).long()
-        fpr, tpr, _ = binary_roc(both, is_id)
-        precision, recall, _ = binary_precision_recall_curve(both, is_id)
-        roc.plot(fpr.numpy(), tpr.numpy(), label=name)
-        pr.plot(recall.numpy(), precision.numpy(), label=name)
+        roc.plot(curves[name].fpr.numpy(), curves[name].tpr.numpy(), label=name)
+        pr.plot(curves[name].recall.numpy(), curves[name].precision.numpy(), label=name)
     hist.set_xlabel("score (higher = more in-distribution)")
     hist.legend(fontsize=7)
     roc.plot([0, 1], [0, 1], "k:", linewidth=0.8)
@@ -151,7 +153,8 @@ def plot_heatmap(
     title: str = "",
 ) -> Path:
     """A grid of numbers (e.g. AUROC over ODIN's T × ε), annotated, best cell outlined."""
-    fig, ax = plt.subplots(figsize=(1.2 * len(column_labels) + 2, 0.7 * len(row_labels) + 1.5))
+    fig = Figure(figsize=(1.2 * len(column_labels) + 2, 0.7 * len(row_labels) + 1.5))
+    ax = fig.subplots()
     image = ax.imshow(values.numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(column_labels)), column_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
@@ -163,7 +166,7 @@ def plot_heatmap(
     ):
         weight = "bold" if (i, j) == best else "normal"
         ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontweight=weight)
-    ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, color="r", lw=2))
+    ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, color="r", lw=2))
     fig.colorbar(image, ax=ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -1,12 +1,33 @@
-"""The OOD evaluation callback end to end through ``python -m lab4 test``."""
+"""The OOD evaluation callback: end to end through ``python -m lab4 test``, and its test loop
+(one pass over the ID test set, the same metrics as a separate pass)."""
 
 import csv
+import json
 
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from common.callbacks import OODEvaluation
+from common.classifier import ImageClassifier
 from common.cli import main
+from common.features import penultimate
+from common.metrics import ood_metrics
+from lab4.data import OODDataModule
+from lab4.detectors import ODIN, Energy, Mahalanobis, MaxSoftmax, energy, max_softmax
+from lab4.models import SimpleCNN
 from tests.conftest import REPO
 
+TINY_DATA = ["--data.val_size=4", "--data.fake_size=8", "--data.download=false"]
 
-def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
+
+def read_rows(version) -> list[dict]:
+    with open(version / "ood_metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_ood_callback_writes_metrics_table_figures_and_tuning(ood_folders, tmp_path):
     run_dir = tmp_path / "run"
     main(
         "lab4",
@@ -14,15 +35,12 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
             "test",
             f"--config={REPO / 'configs/lab4/ood/resnet20_pretrained.yaml'}",
             f"--data.data_dir={ood_folders}",
-            "--data.val_size=4",
-            "--data.fake_size=8",
-            "--data.download=false",
+            *TINY_DATA,
             f"--trainer.default_root_dir={run_dir}",
         ],
     )
     (version,) = run_dir.glob("version_*")
-    with open(version / "ood_metrics.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(version)
     (odin_name,) = {r["detector"] for r in rows if r["detector"].startswith("odin")}
     # ODIN's pair comes from the configured grid, chosen on the validation split
     temperature, epsilon = odin_name.removeprefix("odin_T").split("_eps")
@@ -38,6 +56,22 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
         assert (version / f"ood_{name}.png").stat().st_size > 10_000
     assert len({r["id_accuracy"] for r in rows}) == 1 and 0 <= float(rows[0]["id_accuracy"]) <= 1
 
+    # each tuned detector's grid, its choice and a figure (heat-map for ODIN, line for k-NN)
+    odin = json.loads((version / f"ood_tuning_{odin_name}.json").read_text())
+    assert odin["grid"] == {
+        "temperature": [1, 10, 100, 1000],
+        "epsilon": [0, 0.0005, 0.001, 0.002, 0.004],
+    }
+    assert torch.tensor(odin["val_auroc_grid"]).shape == (4, 5)
+    assert odin["chosen"] == {"temperature": float(temperature), "epsilon": float(epsilon)}
+    assert odin["val_auroc"] == max(max(row) for row in odin["val_auroc_grid"])
+    knn = json.loads((version / f"ood_tuning_{knn_name}.json").read_text())
+    assert len(knn["val_auroc_grid"]) == 7 and knn["chosen"] == {"k": int(knn_name[3:])}
+    for name in (odin_name, knn_name):
+        assert (version / f"ood_tuning_{name}.png").stat().st_size > 10_000
+    logged = next(version.glob("metrics.csv")).read_text().splitlines()[0]
+    assert f"ood_tuning/{odin_name}/val_auroc" in logged and f"ood_tuning/{knn_name}/k" in logged
+
     # the cross-model table reads the run folder
     table = tmp_path / "results" / "ood.md"
     main("lab4", ["report", f"--runs={{'tiny ResNet-20': '{run_dir}'}}", f"--output={table}"])
@@ -48,50 +82,121 @@ def test_ood_callback_writes_metrics_table_and_figures(ood_folders, tmp_path):
     assert (table.parent / "ood_tiny_resnet_20_msp.png").is_file()
 
 
-def test_odin_search_reuses_gradients_and_reports_the_winner(ood_folders, tmp_path):
-    import json
-
-    import torch
-
-    from lab4.detectors import odin_grid
-
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
-    batches = [torch.rand(6, 3, 32, 32), torch.rand(4, 3, 32, 32)]
-    shared = odin_grid(model, batches, [1, 100], [0, 0.01])
-    naive = odin_grid(model, batches, [1, 100], [0, 0.01], reuse_gradient=False)
-    assert shared.shape == (2, 2, 10)
-    torch.testing.assert_close(shared, naive)
-    output = tmp_path / "odin"
+def test_odin_search_config_is_a_test_run_that_tunes_odin(ood_folders, tmp_path):
     main(
         "lab4",
         [
-            "odin",
+            "test",
             f"--config={REPO / 'configs/lab4/ood/odin_search.yaml'}",
             f"--data.data_dir={ood_folders}",
-            "--data.val_size=4",
-            "--data.fake_size=8",
-            "--data.download=false",
-            "--temperatures=[1, 1000]",
-            "--epsilons=[0, 0.002]",
-            f"--output={output}",
+            *TINY_DATA,
+            f"--trainer.default_root_dir={tmp_path}",
         ],
     )
-    result = json.loads(output.with_suffix(".json").read_text())
-    assert result["temperature"] in (1, 1000) and result["epsilon"] in (0, 0.002)
-    assert set(result["test"]) == {"imagenette", "mnist", "fake"}
-    assert "naive_seconds" in result and output.with_suffix(".png").stat().st_size > 10_000
+    (version,) = tmp_path.glob("version_*")
+    (tuning,) = version.glob("ood_tuning_odin_*.json")
+    result = json.loads(tuning.read_text())
+    assert result["images"] == [4, 16]  # ID val (val_size), Imagenette train (2 × 8 classes)
+    assert {r["detector"] for r in read_rows(version)} == {"msp", result["detector"]}
+    assert tuning.with_suffix(".png").stat().st_size > 10_000
+
+
+def tiny_run(ood_folders, tmp_path, detectors, **callback_args):
+    """A small CNN, the tiny OOD folders, and a count of the images the network processed."""
+    data = OODDataModule(
+        data_dir=ood_folders, download=False, val_size=4, fake_size=8, batch_size=4
+    )
+    network = SimpleCNN((4, 8))
+    model = ImageClassifier(network, num_classes=10, normalization=data.normalization)
+    processed = []
+    network.register_forward_hook(lambda module, inputs, output: processed.append(len(output)))
+    callback = OODEvaluation(detectors, **callback_args)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    return data, network, processed, trainer, model
+
+
+def test_id_test_set_is_scored_in_the_test_loop_in_one_pass(ood_folders, tmp_path):
+    data, network, processed, trainer, model = tiny_run(
+        ood_folders, tmp_path, [MaxSoftmax(), Energy(), Mahalanobis()], fit_images=6
+    )
+    trainer.test(model, data)
+    test_images = data.splits["test"]
+    ood_images = {name: data.ood_dataset(name, "test").images for name in data.ood_sets}
+    # one forward pass per image: 6 training images (fit), the ID test set, the OOD sets
+    assert sum(processed) == 6 + len(test_images) + sum(len(x) for x in ood_images.values())
+    assert not network.classifier[-1]._forward_hooks  # the capture is gone
+
+    # independent: the former two-pass computation, a second pass over the ID test images
+    network.eval()
+
+    @torch.no_grad()
+    def features_and_logits(images):
+        features = torch.cat(
+            [penultimate(network, x) for x in data.preprocessed_batches(images, "cpu")]
+        )
+        return features, network.classifier[-1](features)
+
+    train = data.splits["train"]
+    index = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:6]
+    mahalanobis = Mahalanobis().fit(
+        features_and_logits(train.images[index])[0], train.targets[index]
+    )
+
+    def scores(images):
+        features, logits = features_and_logits(images)
+        return {
+            "msp": max_softmax(logits),
+            "energy": energy(logits),
+            "mahalanobis": mahalanobis.score_features(features),
+        }
+
+    id_scores = scores(test_images.images)
+    accuracy = features_and_logits(test_images.images)[1].argmax(dim=1) == test_images.targets
+    rows = read_rows(tmp_path)
+    assert len(rows) == 3 * 3
+    for row in rows:
+        ood_scores = scores(ood_images[row["ood_set"]])
+        expected = ood_metrics(id_scores[row["detector"]], ood_scores[row["detector"]])
+        assert {k: float(row[k]) for k in expected} == pytest.approx(expected, abs=1e-6)
+        assert float(row["id_accuracy"]) == pytest.approx(accuracy.float().mean().item())
+
+
+def test_a_misspelt_tuning_set_fails_before_any_work(ood_folders, tmp_path):
+    data, _, processed, trainer, model = tiny_run(
+        ood_folders, tmp_path, [ODIN(temperatures=[1, 10])], tune_on="imagenet"
+    )
+    with pytest.raises(ValueError) as error:
+        trainer.test(model, data)
+    message = str(error.value)
+    assert "\n" not in message and "'imagenet'" in message
+    assert "['imagenette', 'mnist', 'fake']" in message
+    assert processed == []
+
+
+@pytest.mark.parametrize(
+    "option", ["fit_images=0", "tune_images=-5", "every_n_val_epochs=0", "split=train"]
+)
+def test_invalid_evaluation_settings_are_rejected_when_the_config_is_parsed(option):
+    with pytest.raises(SystemExit) as done:
+        main(
+            "lab4",
+            [
+                "test",
+                f"--config={REPO / 'configs/lab4/ood/resnet20_pretrained.yaml'}",
+                f"--trainer.callbacks.init_args.{option}",
+                "--print_config",
+            ],
+        )
+    assert option.split("=")[0] in str(done.value.code)  # the one-line message
 
 
 def test_ood_metrics_on_validation_splits_every_n_epochs(ood_folders, tmp_path):
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    from common.callbacks import OODEvaluation
-    from common.classifier import ImageClassifier
-    from lab4.data import OODDataModule
-    from lab4.detectors import ODIN, MaxSoftmax
-    from lab4.models import SimpleCNN
-
     data = OODDataModule(data_dir=ood_folders, download=False, val_size=4, fake_size=8)
     model = ImageClassifier(SimpleCNN((4, 8)), num_classes=10, normalization=data.normalization)
     callback = OODEvaluation(
@@ -110,3 +215,38 @@ def test_ood_metrics_on_validation_splits_every_n_epochs(ood_folders, tmp_path):
     assert "ood_val/imagenette/msp/auroc" in header and "ood_val/fake/msp/fpr95" in header
     assert "ood_val/mnist/odin_T" in header  # tuned on the validation pair, then scored
     assert not list(tmp_path.rglob("ood_metrics.csv"))  # files are written at test end only
+    assert not model.model.classifier[-1]._forward_hooks
+
+
+class SpawnableOODDataModule(OODDataModule):
+    """``ddp_spawn`` pickles the DataModule; its source constructors (lambdas) are only needed
+    in ``__init__``."""
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in vars(self).items() if key != "sources"}
+
+
+def test_under_ddp_each_process_scores_its_shard_and_the_metrics_cover_all(ood_folders, tmp_path):
+    rows = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp_spawn")):
+        data = SpawnableOODDataModule(
+            data_dir=ood_folders, download=False, val_size=4, fake_size=8, batch_size=4
+        )
+        torch.manual_seed(0)
+        model = ImageClassifier(SimpleCNN((4, 8)), num_classes=10, normalization=data.normalization)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=devices,
+            strategy=strategy,
+            callbacks=[OODEvaluation([MaxSoftmax(), Mahalanobis()], fit_images=6)],
+            logger=False,
+            enable_progress_bar=False,
+            default_root_dir=tmp_path / strategy,
+        )
+        trainer.test(model, data)
+        rows[devices] = read_rows(tmp_path / strategy)
+    assert len(rows[2]) == len(rows[1]) == 3 * 2
+    for one, two in zip(rows[1], rows[2], strict=True):
+        assert (one["ood_set"], one["detector"]) == (two["ood_set"], two["detector"])
+        for key in ("auroc", "aupr_in", "aupr_out", "fpr95", "id_accuracy"):
+            assert float(two[key]) == pytest.approx(float(one[key]), abs=1e-6), key

@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
-from common.metrics import ood_metrics
+from common.metrics import ood_metrics, ood_metrics_and_curves
 
 
 def sklearn_reference(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, float]:
@@ -41,3 +46,24 @@ def test_metrics_on_hand_made_cases():
     half = ood_metrics(torch.arange(1.0, 21.0), torch.tensor([1.5, 19.5]))
     assert half["fpr95"] == 0.5
     assert half["auroc"] == pytest.approx((19 + 1) / 40)
+
+
+def test_curves_are_scikit_learns_and_carry_the_metrics():
+    generator = torch.Generator().manual_seed(0)
+    id_scores = torch.randn(400, generator=generator) * 30 + 20
+    ood_scores = torch.randn(250, generator=generator) * 30
+    ood_scores[:10] = id_scores[:10]
+    metrics, curves = ood_metrics_and_curves(id_scores, ood_scores)
+    assert metrics == ood_metrics(id_scores, ood_scores)
+    scores = np.concatenate([id_scores.numpy(), ood_scores.numpy()])
+    is_id = np.concatenate([np.ones(len(id_scores)), np.zeros(len(ood_scores))])
+    fpr, tpr, _ = roc_curve(is_id, scores, drop_intermediate=False)
+    precision, recall, _ = precision_recall_curve(is_id, scores)
+    for ours, reference in [(curves.fpr, fpr), (curves.tpr, tpr),
+                            (curves.precision, precision), (curves.recall, recall)]:  # fmt: skip
+        np.testing.assert_allclose(ours.numpy(), reference, atol=1e-6)
+    # the figure's curves are the ones the numbers come from
+    assert torch.trapezoid(curves.tpr, curves.fpr).item() == pytest.approx(metrics["auroc"])
+    average_precision = -torch.sum(torch.diff(curves.recall) * curves.precision[:-1]).item()
+    assert average_precision == pytest.approx(metrics["aupr_in"], abs=1e-6)
+    assert curves.fpr[torch.argmax((curves.tpr >= 0.95).int())] == metrics["fpr95"]

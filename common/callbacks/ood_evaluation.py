@@ -1,80 +1,115 @@
-"""``OODEvaluation``: score the ID test set and every OOD set with several detectors at test end.
+"""``OODEvaluation``: OOD metrics of several detectors, ID test set vs every OOD set, in ``test``.
 
-A *detector* is any object with ``name: str`` and ``score(batch: ScoredBatch) -> Tensor`` (higher
-= more in-distribution), and optionally ``fit(features, targets)`` called once with penultimate
-features of ID training images (e.g. Mahalanobis, k-NN), and ``tune(model, id_batches,
-ood_batches)`` where ``needs_tuning`` is true, called with *validation* ID and OOD images to choose
-hyperparameters (e.g. ODIN's T and ε) before anything is scored on the test sets. Lab 4 provides
-them (``lab4.detectors``); they are given in the config, so this module depends on no lab.
+The detectors follow :class:`common.ood.Detector` and come from the config (e.g.
+``lab4.detectors``), so this module depends on no lab. Nothing is computed twice: the ID test set
+is scored *during* the Trainer's test loop — a forward hook on the network's last layer
+(``classifier[-1]``) keeps its input (penultimate features) and output (logits) from the test
+step's own forward pass, and ``on_test_batch_end`` scores that batch — then the OOD sets are
+scored at the epoch's end.
 
-The DataModule provides the OOD sets through ``ood_dataloaders(split) -> {name: DataLoader}`` and
-``validation_images(ood_set, size)`` (e.g. ``lab4.data.OODDataModule``), batches preprocessed like
-the ID ones.
+The DataModule provides (e.g. ``lab4.data.OODDataModule``): ``ood_sets`` (names),
+``ood_dataset(name, split)`` and ``validation_images(ood_set, size)`` (uint8 images),
+``splits["train"]``, and ``preprocessed_batches(images, device)``, the one uint8 → model input
+conversion, so OOD images are prepared exactly like the ID ones.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from tqdm import tqdm
 
-from common.features import penultimate
-from common.metrics import ood_metrics
-from common.plots import plot_ood_scores
+from common.metrics import OODCurves, ood_metrics_and_curves
+from common.ood import Detector, ScoredBatch, TuningResult
+from common.plots import plot_curves, plot_heatmap, plot_ood_scores
+
+METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+class HeadCapture:
+    """Keeps the input (penultimate features) and output (logits) of a network's last layer,
+    ``classifier[-1]``, from the first forward pass after :meth:`arm`: the pass that computes
+    the logits yields the features too. Later passes (ODIN's, an attack's) are not recorded."""
+
+    def __init__(self, network: nn.Module) -> None:
+        self.handle = network.classifier[-1].register_forward_hook(self._record)
+        self.armed = False
+        self.features: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+
+    def _record(self, layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        if self.armed:
+            self.features, self.logits, self.armed = inputs[0], output, False
+
+    def arm(self) -> None:
+        self.armed, self.features, self.logits = True, None, None
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits of the recorded pass."""
+        if self.features is None or self.logits is None:
+            raise RuntimeError("the network's last layer (classifier[-1]) did not run in this step")
+        return self.features, self.logits
+
+    def remove(self) -> None:
+        self.handle.remove()
 
 
 @dataclass
-class ScoredBatch:
-    """What a detector may use: the model, [0, 1] images, their penultimate features, logits."""
+class Tuned:
+    """One detector's tuning, kept for the run folder."""
 
-    model: nn.Module
-    images: torch.Tensor
-    features: torch.Tensor
-    logits: torch.Tensor
-
-
-class Detector(Protocol):
-    name: str
-
-    def score(self, batch: ScoredBatch) -> torch.Tensor: ...
+    detector: Detector
+    result: TuningResult
+    images: tuple[int, int]  #: ID and OOD validation images
+    seconds: float
 
 
 class OODEvaluation(L.Callback):
-    """OOD metrics, tables and figures for the configured detectors at the end of ``test``
-    (and, optionally, metrics on validation splits during training).
+    """OOD metrics, tables and figures for the configured detectors in ``test`` (and,
+    optionally, metrics on validation splits during training).
 
-    Writes ``ood_metrics.csv``, ``ood_metrics.md`` and ``ood_<detector>.png`` (score histograms,
-    ROC and PR curves per OOD set) into the run folder, logs ``ood/<set>/<detector>/<metric>``
-    and the figures to W&B.
+    Before the test loop, detectors that need it are fitted on ID training features and tuned on
+    validation images; during it, the ID test batches are scored; at its end, every OOD set.
+    Writes into the run folder ``ood_metrics.csv``, ``ood_metrics.md``, ``ood_<detector>.png``
+    (score histograms, ROC and PR curves per OOD set) and, per tuned detector,
+    ``ood_tuning_<detector>.json`` and ``.png`` (validation AUROC over its grid: a heat-map for
+    two hyperparameters, a line for one); logs ``ood/<set>/<detector>/<metric>`` and
+    ``ood_tuning/<detector>/...``, and the figures to W&B. Under DDP every process scores its
+    shard of the ID test set and the scores are gathered (the sampler's padding may repeat up to
+    one image per process); the OOD sets are scored by rank 0.
 
     Args:
-        detectors: detector objects (``class_path`` entries in YAML).
-        fit_images: ID training images used to fit detectors that need it (seeded choice).
+        detectors: :class:`common.ood.Detector` objects (``class_path`` entries in YAML).
+        fit_images: ID training images whose features fit detectors that need it (seeded choice).
         tune_on: the OOD set whose validation split tunes detectors that need it.
         tune_images: at most this many ID and this many OOD validation images for tuning.
-        split: which OOD split to score (``"test"``; ``"val"`` is for choosing hyperparameters).
-        every_n_val_epochs: also evaluate (on validation splits, logged only) every this many
-            training epochs; ``None``: at test end only.
+        split: which OOD split to score at test end (``"val"`` is for choosing hyperparameters).
+        every_n_val_epochs: also evaluate (ID val vs the OOD ``val`` splits, logged as
+            ``ood_val/...``, no files) every this many training epochs; ``None``: test only.
     """
 
     def __init__(
         self,
         detectors: Sequence[Detector],
-        fit_images: int = 10_000,
+        fit_images: PositiveInt = 10_000,
         tune_on: str = "imagenette",
-        tune_images: int | None = 1000,
-        split: str = "test",
-        every_n_val_epochs: int | None = None,
+        tune_images: PositiveInt | None = 1000,
+        split: Literal["val", "test"] = "test",
+        every_n_val_epochs: PositiveInt | None = None,
     ) -> None:
         self.detectors = list(detectors)
         self.fit_images = fit_images
@@ -82,143 +117,327 @@ class OODEvaluation(L.Callback):
         self.tune_images = tune_images
         self.split = split
         self.every_n_val_epochs = every_n_val_epochs
-        self.seconds: dict[str, float] = defaultdict(float)  # per phase, last evaluation
+        self.seconds: dict[str, float] = defaultdict(float)  #: per detector, last evaluation
+        self.tuned: list[Tuned] = []  #: last evaluation's tunings
+        self._capture: HeadCapture | None = None  # set while an evaluation runs
+        self._id_scores: dict[str, list[torch.Tensor]] = {}
+        self._id_correct = self._id_count = 0
 
-    def _score_loader(self, trainer, model: nn.Module, loader) -> tuple[dict, float]:
-        """Every detector's scores on a loader, and the accuracy where it has labels (≥ 0)."""
-        scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
-        correct = labelled = 0
-        for images, targets in loader:
-            images = images.to(trainer.strategy.root_device)
-            # the ID batches' own preprocessing (e.g. uint8 → [0, 1]), for OOD batches too
-            images, _ = trainer.datamodule.on_after_batch_transfer((images, None), 0)
-            start = time.perf_counter()
+    # --- Lightning hooks -----------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # fail before any work on a misspelt OOD set name (where this stage evaluates)
+        if not any(d.needs_tuning for d in self.detectors) or (
+            stage != "test" and not self.every_n_val_epochs
+        ):
+            return
+        ood_sets = list(trainer.datamodule.ood_sets)
+        if self.tune_on not in ood_sets:
+            raise ValueError(
+                f"OODEvaluation: tune_on={self.tune_on!r} is not an OOD set of the data; "
+                f"choose among {ood_sets}"
+            )
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer, pl_module)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._capture is not None:  # an evaluation runs (always in test)
+            self._capture.arm()
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if self._capture is not None:
+            self._score_id_batch(pl_module, batch)
+
+    on_validation_batch_start = on_test_batch_start
+    on_validation_batch_end = on_test_batch_end
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        id_scores, id_accuracy = self._gather_id(trainer, pl_module)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # on every process: collective
+        if trainer.is_global_zero:
+            self._report(trainer, pl_module, id_scores, id_accuracy, run_dir)
+        self._stop()
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        epoch = trainer.current_epoch + 1
+        return (
+            bool(self.every_n_val_epochs)
+            and not trainer.sanity_checking
+            and (epoch % self.every_n_val_epochs == 0)
+        )
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._due(trainer):
+            self._start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """ID val vs the OOD ``val`` splits, logged only: the test sets stay untouched."""
+        if self._capture is None:
+            return
+        id_scores, id_accuracy = self._gather_id(trainer, pl_module)
+        if trainer.is_global_zero:
+            ood_scores = self._score_ood_sets(trainer, pl_module, "val")
+            rows, _ = self._metrics(id_scores, ood_scores, id_accuracy)
+            self._log(trainer, self._row_metrics(rows, "ood_val"))
+        self._stop()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop()  # also after an exception in the loop: no hook stays on the network
+
+    # --- one evaluation ------------------------------------------------------------------
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Fit and tune the detectors that need it, then arm the test (or val) loop's capture."""
+        self.seconds = defaultdict(float)
+        self._capture = HeadCapture(pl_module.model)
+        self._fit(trainer, pl_module)
+        self._tune(trainer, pl_module)
+        names = [d.name for d in self.detectors]
+        if len(set(names)) < len(names):
+            raise ValueError(f"OODEvaluation: two detectors share a name among {names}")
+        self._id_scores = {name: [] for name in names}
+        self._id_correct = self._id_count = 0
+
+    def _stop(self) -> None:
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+        self._id_scores = {}
+
+    def _progress(
+        self, trainer: L.Trainer, batches: Iterable, description: str, images: int
+    ) -> Iterable:
+        """``batches`` with a progress bar where the Trainer shows one (rank 0)."""
+        batch_size = trainer.datamodule.batch_size
+        return tqdm(
+            batches,
+            desc=f"OOD evaluation: {description}",
+            total=math.ceil(images / batch_size),
+            leave=False,
+            disable=trainer.progress_bar_callback is None or not trainer.is_global_zero,
+        )
+
+    def _forward(
+        self, pl_module: L.LightningModule, batches: Iterable[torch.Tensor]
+    ) -> Iterator[ScoredBatch]:
+        """Each batch with the features and logits of one forward pass, as the test step runs
+        it (``pl_module(images)``)."""
+        for images in batches:
+            self._capture.arm()
             with torch.no_grad():
-                features = penultimate(model, images)
-                logits = model.classifier[-1](features)
-            self.seconds["features"] += time.perf_counter() - start
-            batch = ScoredBatch(model, images, features, logits)
-            for detector in self.detectors:
-                start = time.perf_counter()
-                scores[detector.name].append(detector.score(batch).float().cpu())
-                self.seconds[detector.name] += time.perf_counter() - start
-            known = targets >= 0
-            correct += (logits.argmax(dim=1).cpu()[known] == targets[known]).sum().item()
-            labelled += known.sum().item()
-        accuracy = correct / labelled if labelled else float("nan")
-        return {name: torch.cat(parts) for name, parts in scores.items()}, accuracy
+                pl_module(images)
+            yield ScoredBatch(pl_module.model, images, *self._capture.take())
 
-    def _fit(self, trainer, model: nn.Module) -> None:
-        fitted = [d for d in self.detectors if hasattr(d, "fit")]
+    def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fitted = [d for d in self.detectors if d.needs_fitting]
         if not fitted:
             return
-        dataset = trainer.datamodule.splits["train"]
+        start = time.perf_counter()
+        data = trainer.datamodule
+        dataset = data.splits["train"]
         generator = torch.Generator().manual_seed(0)
         index = torch.randperm(len(dataset), generator=generator)[: self.fit_images]
-        features = []
-        device = trainer.strategy.root_device
-        for images in trainer.datamodule.preprocessed_batches(dataset.images[index], device):
-            with torch.no_grad():
-                features.append(penultimate(model, images).float().cpu())
-        targets = dataset.targets[index]
+        batches = data.preprocessed_batches(dataset.images[index], pl_module.device)
+        batches = self._progress(trainer, batches, "ID training features", len(index))
+        features = torch.cat([b.features.float().cpu() for b in self._forward(pl_module, batches)])
         for detector in fitted:
-            detector.fit(torch.cat(features), targets)
+            detector.fit(features, dataset.targets[index])
+        names = ", ".join(type(d).__name__ for d in fitted)
+        rank_zero_info(
+            f"OOD evaluation: fitted {names} on the penultimate features of {len(index)} ID "
+            f"training images in {time.perf_counter() - start:.1f} s"
+        )
 
-    def _tune(self, trainer, model: nn.Module) -> None:
-        tuned = [d for d in self.detectors if getattr(d, "needs_tuning", False)]
+    def _tune(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.tuned = []
+        tuned = [d for d in self.detectors if d.needs_tuning]
         if not tuned:
             return
-        data, device = trainer.datamodule, trainer.strategy.root_device
+        data, device = trainer.datamodule, pl_module.device
         id_images, ood_images = data.validation_images(self.tune_on, self.tune_images)
         for detector in tuned:
             start = time.perf_counter()
-            id_batches = data.preprocessed_batches(id_images, device)
-            ood_batches = data.preprocessed_batches(ood_images, device)
-            auroc = detector.tune(model, id_batches, ood_batches)
+            label = type(detector).__name__
+            result = detector.tune(
+                pl_module.model,
+                self._progress(trainer, data.preprocessed_batches(id_images, device),
+                               f"tuning {label} on ID val", len(id_images)),
+                self._progress(trainer, data.preprocessed_batches(ood_images, device),
+                               f"tuning {label} on {self.tune_on} val", len(ood_images)),
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            self.tuned.append(Tuned(detector, result, (len(id_images), len(ood_images)), seconds))
             rank_zero_info(
-                f"{detector.name} chosen on validation (ID val vs {self.tune_on} val, "
-                f"{len(id_images)} + {len(ood_images)} images; best AUROC {auroc.max():.4f}) "
-                f"in {time.perf_counter() - start:.1f} s"
+                f"OOD evaluation: tuned {label} on ID val vs {self.tune_on} val "
+                f"({len(id_images)} + {len(ood_images)} images): chose {detector.name} "
+                f"(validation AUROC {result.auroc.max():.4f}) in {seconds:.1f} s"
             )
 
-    def _evaluate(self, trainer, model: nn.Module, id_loader, ood_split: str):
-        """Fit and tune what needs it, then score ID and OOD sets: metric rows and scores."""
-        self.seconds = defaultdict(float)
-        start = time.perf_counter()
-        self._fit(trainer, model)
-        self.seconds["fit"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self._tune(trainer, model)
-        self.seconds["tune"] = time.perf_counter() - start
-        id_scores, id_accuracy = self._score_loader(trainer, model, id_loader)
-        ood_scores = {
-            name: self._score_loader(trainer, model, loader)[0]
-            for name, loader in trainer.datamodule.ood_dataloaders(ood_split).items()
-        }
+    def _score(self, batch: ScoredBatch, scores: dict[str, list[torch.Tensor]]) -> None:
+        for detector in self.detectors:
+            start = time.perf_counter()
+            scores[detector.name].append(detector.score(batch).float().cpu())
+            self.seconds[detector.name] += time.perf_counter() - start
+
+    def _score_id_batch(self, pl_module: L.LightningModule, batch) -> None:
+        images, targets = batch
+        features, logits = self._capture.take()
+        self._score(ScoredBatch(pl_module.model, images, features, logits), self._id_scores)
+        self._id_correct += (logits.argmax(dim=1) == targets).sum().item()
+        self._id_count += len(targets)
+
+    def _gather_id(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """The ID scores of every process, and the ID accuracy."""
+        scores = {name: torch.cat(parts) for name, parts in self._id_scores.items()}
+        counts = torch.tensor([self._id_correct, self._id_count])
+        if trainer.world_size > 1:
+            gathered = pl_module.all_gather({"scores": scores, "counts": counts})
+            scores = {name: s.flatten(0, 1).cpu() for name, s in gathered["scores"].items()}
+            counts = gathered["counts"].sum(dim=0).cpu()
+        return scores, counts[0].item() / counts[1].item()
+
+    def _score_ood_sets(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, split: str
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Every detector's scores on every OOD set's ``split``: ``[set][detector]``."""
+        data = trainer.datamodule
+        result = {}
+        for name in data.ood_sets:
+            start = time.perf_counter()
+            images = data.ood_dataset(name, split).images
+            batches = data.preprocessed_batches(images, pl_module.device)
+            batches = self._progress(trainer, batches, f"scoring {name} {split}", len(images))
+            scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
+            for batch in self._forward(pl_module, batches):
+                self._score(batch, scores)
+            result[name] = {detector: torch.cat(parts) for detector, parts in scores.items()}
+            rank_zero_info(
+                f"OOD evaluation: scored {name} {split} ({len(images)} images) "
+                f"in {time.perf_counter() - start:.1f} s"
+            )
+        return result
+
+    def _metrics(
+        self,
+        id_scores: dict[str, torch.Tensor],
+        ood_scores: dict[str, dict[str, torch.Tensor]],
+        id_accuracy: float,
+    ) -> tuple[list[dict], dict[str, dict[str, OODCurves]]]:
+        """Metric rows (OOD set × detector) and the curves behind them, ``[detector][set]``."""
+        rows, curves = [], defaultdict(dict)
+        for ood_set, scores in ood_scores.items():
+            for d in self.detectors:
+                metrics, curves[d.name][ood_set] = ood_metrics_and_curves(
+                    id_scores[d.name], scores[d.name]
+                )
+                rows.append(
+                    {"ood_set": ood_set, "detector": d.name, **metrics, "id_accuracy": id_accuracy}
+                )
+        return rows, curves
+
+    # --- outputs -------------------------------------------------------------------------
+    def _report(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        id_scores: dict[str, torch.Tensor],
+        id_accuracy: float,
+        run_dir: Path,
+    ) -> None:
         rank_zero_info(
-            "OOD evaluation seconds: "
-            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.seconds.items())
+            f"OOD evaluation: scored ID test ({len(next(iter(id_scores.values())))} images) "
+            "during the test loop"
         )
-        rows = [
-            {
-                "ood_set": name,
-                "detector": d.name,
-                **ood_metrics(id_scores[d.name], scores[d.name]),
-                "id_accuracy": id_accuracy,
-            }
-            for name, scores in ood_scores.items()
-            for d in self.detectors
-        ]
-        return rows, id_scores, ood_scores
-
-    @staticmethod
-    def _log(trainer, rows: list[dict], prefix: str) -> None:
-        metrics = {
-            f"{prefix}/{r['ood_set']}/{r['detector']}/{key}": r[key]
-            for r in rows
-            for key in ("auroc", "aupr_in", "aupr_out", "fpr95")
-        }
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-
-    @rank_zero_only
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        """Every ``every_n_val_epochs``: ID val vs the OOD ``val`` splits, logged as ``ood_val/…``
-        (no files; the test sets stay untouched during training)."""
-        epoch = trainer.current_epoch + 1
-        if (
-            not self.every_n_val_epochs
-            or trainer.sanity_checking
-            or epoch % self.every_n_val_epochs
-        ):
-            return
-        loader = trainer.datamodule.val_dataloader()
-        rows, _, _ = self._evaluate(trainer, pl_module.model, loader, "val")
-        self._log(trainer, rows, "ood_val")
-
-    @rank_zero_only
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        model = pl_module.model
-        loader = trainer.datamodule.test_dataloader()
-        rows, id_scores, ood_scores = self._evaluate(trainer, model, loader, self.split)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        self._write(rows, run_dir)
+        ood_scores = self._score_ood_sets(trainer, pl_module, self.split)
+        rows, curves = self._metrics(id_scores, ood_scores, id_accuracy)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        table = self._write_tables(rows, run_dir)
         figures = [
             plot_ood_scores(
                 id_scores[d.name],
-                {name: scores[d.name] for name, scores in ood_scores.items()},
+                {ood_set: scores[d.name] for ood_set, scores in ood_scores.items()},
+                curves[d.name],
                 run_dir / f"ood_{d.name}.png",
-                title=f"{type(model).__name__}: {d.name}",
+                title=f"{type(pl_module.model).__name__}: {d.name}",
             )
             for d in self.detectors
         ]
-        self._log(trainer, rows, "ood")
+        tuning_figures = [self._write_tuning(tuned, run_dir) for tuned in self.tuned]
+        self._log(trainer, {**self._row_metrics(rows, "ood"), **self._tuning_metrics()})
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="ood", images=[str(f) for f in figures])
+                if tuning_figures:
+                    logger.log_image(key="ood_tuning", images=[str(f) for f in tuning_figures])
+        rank_zero_info(
+            "OOD evaluation: seconds per detector (ID and OOD sets): "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.seconds.items())
+        )
+        files = ["ood_metrics.csv", "ood_metrics.md"] + [f.name for f in figures + tuning_figures]
+        files += [f"ood_tuning_{t.detector.name}.json" for t in self.tuned]
+        rank_zero_info(f"OOD evaluation: wrote {', '.join(sorted(files))} into {run_dir}")
+        rank_zero_info(table)
 
-    def _write(self, rows: list[dict], run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def _row_metrics(rows: list[dict], prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}/{row['ood_set']}/{row['detector']}/{key}": row[key]
+            for row in rows
+            for key in METRICS
+        }
+
+    @staticmethod
+    def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def _tuning_metrics(self) -> dict[str, float]:
+        """The chosen hyperparameters and their validation AUROC, per tuned detector."""
+        metrics = {}
+        for tuned in self.tuned:
+            prefix = f"ood_tuning/{tuned.detector.name}"
+            metrics[f"{prefix}/val_auroc"] = tuned.result.auroc.max().item()
+            metrics.update({f"{prefix}/{k}": float(v) for k, v in tuned.result.best.items()})
+        return metrics
+
+    def _write_tuning(self, tuned: Tuned, run_dir: Path) -> Path:
+        """``ood_tuning_<detector>.json`` and its figure; returns the figure's path."""
+        result, name = tuned.result, tuned.detector.name
+        record = {
+            "detector": name,
+            "chosen": result.best,
+            "val_auroc": result.auroc.max().item(),
+            "grid": result.grid,
+            "val_auroc_grid": result.auroc.tolist(),
+            "validation": f"ID val vs {self.tune_on} val",
+            "images": list(tuned.images),
+            "seconds": tuned.seconds,
+        }
+        (run_dir / f"ood_tuning_{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+        path = run_dir / f"ood_tuning_{name}.png"
+        title = f"{name}: validation AUROC (ID val vs {self.tune_on} val)"
+        axes = list(result.grid.items())
+        if result.auroc.dim() == 1:
+            (axis, values), = axes  # fmt: skip
+            points = list(zip(values, result.auroc.tolist(), strict=True))
+            return plot_curves({name: points}, path, axis, "validation AUROC", title)
+        (rows, row_values), (columns, column_values) = axes
+        return plot_heatmap(
+            result.auroc,
+            [f"{v:g}" for v in row_values],
+            [f"{v:g}" for v in column_values],
+            path,
+            xlabel=columns,
+            ylabel=rows,
+            title=title,
+        )
+
+    @staticmethod
+    def _write_tables(rows: list[dict], run_dir: Path) -> str:
+        """``ood_metrics.csv`` and ``ood_metrics.md``; returns the markdown."""
         with open(run_dir / "ood_metrics.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -233,4 +452,6 @@ class OODEvaluation(L.Callback):
             f"{r['aupr_out']:.4f} | {r['fpr95']:.4f} |"
             for r in rows
         ]
-        (run_dir / "ood_metrics.md").write_text("\n".join(lines) + "\n")
+        table = "\n".join(lines) + "\n"
+        (run_dir / "ood_metrics.md").write_text(table)
+        return table

@@ -1,0 +1,102 @@
+"""The contract of an out-of-distribution detector, shared by the labs' detectors and by
+:class:`common.callbacks.OODEvaluation`.
+
+A detector scores a batch of images, **higher = more in-distribution** (every metric, table and
+figure relies on this direction; :func:`common.metrics.ood_metrics` treats ID as positive).
+This module imports no Lightning, so detectors stay plain classes that can be used and tested
+without a Trainer.
+
+Adding a detector: subclass :class:`Detector` in one file under ``lab4/detectors/``, re-export it
+from ``lab4/detectors/__init__.py``, add a test, and name it in a config's detector list.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from common.metrics import ood_metrics
+
+
+@dataclass
+class ScoredBatch:
+    """What a detector may use for one batch: the network, its [0, 1] input images, and the
+    penultimate features and logits of that network's one forward pass over them."""
+
+    model: nn.Module
+    images: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+
+
+@dataclass
+class TuningResult:
+    """Validation AUROC over a detector's hyperparameter grid.
+
+    Args:
+        grid: hyperparameter name → candidate values, in the order of ``auroc``'s dimensions
+            (e.g. ``{"temperature": [1, 10], "epsilon": [0, 0.001]}``).
+        auroc: the AUROC at every grid point, shape ``[len(values) for values in grid.values()]``.
+    """
+
+    grid: dict[str, list[float]]
+    auroc: torch.Tensor
+
+    @classmethod
+    def from_scores(
+        cls, grid: dict[str, list[float]], id_scores: torch.Tensor, ood_scores: torch.Tensor
+    ) -> TuningResult:
+        """The AUROC at every grid point from ID and OOD scores of shape ``(*grid shape, N)``."""
+        shape = [len(values) for values in grid.values()]
+        pairs = zip(id_scores.reshape(-1, id_scores.shape[-1]),
+                    ood_scores.reshape(-1, ood_scores.shape[-1]), strict=True)  # fmt: skip
+        auroc = torch.tensor([ood_metrics(ids, oods)["auroc"] for ids, oods in pairs])
+        return cls(grid, auroc.view(shape))
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The grid point with the highest AUROC (the first one in grid order among ties)."""
+        index = torch.unravel_index(self.auroc.argmax(), self.auroc.shape)
+        return {
+            name: values[int(i)] for (name, values), i in zip(self.grid.items(), index, strict=True)
+        }
+
+
+class Detector(ABC):
+    """Base of the OOD detectors: :meth:`score` gives one score per image, higher = more
+    in-distribution.
+
+    ``name`` labels the detector's rows and figures (a tuned detector renames itself after the
+    hyperparameters it chose, e.g. ``odin_T10_eps0.004``). Two optional capabilities are
+    declared by flags, which :class:`common.callbacks.OODEvaluation` reads before testing:
+
+    - ``needs_fitting``: :meth:`fit` is called once with penultimate features of ID *training*
+      images (class means, a feature bank);
+    - ``needs_tuning``: :meth:`tune` is called with ID and OOD *validation* images (never the
+      test ones) and keeps the hyperparameters with the best validation AUROC.
+    """
+
+    name: str
+    needs_fitting: bool = False
+    needs_tuning: bool = False
+
+    @abstractmethod
+    def score(self, batch: ScoredBatch) -> torch.Tensor:
+        """Scores (N,) of the batch's images, higher = more in-distribution."""
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> Detector:
+        """Fit on ID training features (N, D) and labels (N,); nothing to fit by default."""
+        return self
+
+    def tune(
+        self,
+        model: nn.Module,
+        id_batches: Iterable[torch.Tensor],
+        ood_batches: Iterable[torch.Tensor],
+    ) -> TuningResult:
+        """Choose hyperparameters on validation batches of [0, 1] images; return the grid."""
+        raise NotImplementedError(f"{type(self).__name__} has no hyperparameters to tune")
