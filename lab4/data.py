@@ -9,6 +9,7 @@ for choosing hyperparameters such as ODIN's) and a ``test`` split (for reporting
 from __future__ import annotations
 
 import torch
+from jsonargparse.typing import PositiveInt
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
@@ -16,6 +17,7 @@ from common.data import (
     CIFAR10DataModule,
     CIFAR100DataModule,
     FakeDataModule,
+    ImageDataModule,
     ImagenetteDataModule,
     MNISTDataModule,
 )
@@ -53,8 +55,8 @@ class OODDataModule(CIFAR10DataModule):
         ood_sets: list[str] | None = None,
         cifar100_exclude: list[str] | None = None,
         imagenette_exclude: list[str] | None = None,
-        ood_size: int | None = None,
-        fake_size: int = 2000,
+        ood_size: PositiveInt | None = None,
+        fake_size: PositiveInt = 2000,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,22 +64,34 @@ class OODDataModule(CIFAR10DataModule):
         unknown = sorted(set(self.ood_sets) - set(OOD_SETS))
         if unknown:
             raise ValueError(f"unknown OOD sets {unknown}; choose among {list(OOD_SETS)}")
-        shared = dict(data_dir=self.data_dir, download=self.download, seed=self.seed)
-        exclude = list(CIFAR100_OVERLAP if cifar100_exclude is None else cifar100_exclude)
-        imagenette_exclude = list(
-            IMAGENETTE_OVERLAP if imagenette_exclude is None else imagenette_exclude
-        )
-        self.sources = {  # each constructor validates its class names
-            "cifar100": lambda: CIFAR100DataModule(exclude=exclude, **shared),
-            "imagenette": lambda: ImagenetteDataModule(32, exclude=imagenette_exclude, **shared),
-            "mnist": lambda: MNISTDataModule(**shared),
-            "fake": lambda: FakeDataModule(
-                image_shape=self.image_shape, train_size=fake_size, test_size=fake_size, **shared
+        self.exclude = {
+            "cifar100": list(CIFAR100_OVERLAP if cifar100_exclude is None else cifar100_exclude),
+            "imagenette": list(
+                IMAGENETTE_OVERLAP if imagenette_exclude is None else imagenette_exclude
             ),
         }
-        self.modules = {name: self.sources[name]() for name in self.ood_sets}
+        self.fake_size = fake_size
+        self.modules = {name: self.ood_module(name) for name in self.ood_sets}
         self.ood_size = ood_size
         self.ood_splits: dict[tuple[str, str], TensorImageDataset] = {}
+
+    def ood_module(self, name: str) -> ImageDataModule:
+        """The DataModule of OOD set ``name`` (its constructor validates the class names)."""
+        arguments = {
+            "cifar100": (CIFAR100DataModule, {"exclude": self.exclude["cifar100"]}),
+            "imagenette": (
+                ImagenetteDataModule,
+                {"image_size": 32, "exclude": self.exclude["imagenette"]},
+            ),
+            "mnist": (MNISTDataModule, {}),
+            "fake": (
+                FakeDataModule,
+                {"image_shape": self.image_shape, "train_size": self.fake_size,
+                 "test_size": self.fake_size},
+            ),
+        }  # fmt: skip
+        module, options = arguments[name]
+        return module(**options, data_dir=self.data_dir, download=self.download, seed=self.seed)
 
     def prepare_data(self) -> None:
         super().prepare_data()

@@ -2,7 +2,7 @@
 
 import torch
 
-from common.callbacks.ood_evaluation import ScoredBatch
+from common.ood import ScoredBatch
 from common.cli import main
 from lab4.detectors import ReconstructionError
 from lab4.models import ConvAutoencoder, reconstruction_error
