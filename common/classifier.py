@@ -34,7 +34,10 @@ class ImageClassifier(L.LightningModule):
             (warm-up then annealing, peak at the optimizer's lr), stepped every batch.
         label_smoothing: cross-entropy label smoothing.
         channels_last: keep conv weights and inputs in NHWC memory format (faster convolutions
-            on CPUs and tensor-core GPUs; no effect on results).
+            on CPUs and tensor-core GPUs; no effect on results); ``"auto"``: for networks with
+            convolutions.
+        test_time_flip: evaluate (val and test) on the mean logits of each image and its mirror
+            image (flip test-time augmentation).
 
     Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc`` (the mean over the epoch) at
     each epoch's end, and ``train/loss_step`` every ``trainer.log_every_n_steps`` steps.
@@ -48,7 +51,8 @@ class ImageClassifier(L.LightningModule):
         optimizer: OptimizerCallable = adam,
         lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant",
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool | Literal["auto"] = "auto",
+        test_time_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
@@ -56,8 +60,11 @@ class ImageClassifier(L.LightningModule):
         normalize = find_normalize(model)
         if not normalize.is_set and normalization is not None:
             normalize.set_statistics(*normalization)
+        if channels_last == "auto":
+            channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+        self.test_time_flip = test_time_flip
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -81,6 +88,8 @@ class ImageClassifier(L.LightningModule):
     ) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
+        if self.test_time_flip and stage != "train":
+            logits = (logits + self(images.flip(-1))) / 2
         loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(

@@ -24,12 +24,14 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
 from common.checkpoints import CheckpointError, read_checkpoint
 from common.commands import Command, writable_folder
 from common.data.sources import DatasetNotFoundError
 from common.models.pretrained import CheckpointMismatchError
+from common.trainer import LabTrainer, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class LabCLI(LightningCLI):
       fit (resume), do what they say;
     - ``fit`` never replaces a finished run's checkpoints: into a run folder that holds some it
       stops unless told to resume (``--ckpt_path last``) or to start over (``--overwrite true``);
+    - ``trainer.precision: auto`` (the default) becomes the fastest precision the hardware runs
+      natively (:func:`common.trainer.resolve_precision`), printed and saved in the run's config;
     - the DataModule's class count and normalisation statistics are passed to the model
       (``link_data_to_model``; a lab whose models are not classifiers turns it off in a
       subclass, its package's ``CLI``);
@@ -94,6 +98,7 @@ class LabCLI(LightningCLI):
     link_data_to_model = True
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("trainer_class", LabTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -137,6 +142,13 @@ class LabCLI(LightningCLI):
             parser.link_arguments(
                 "data.normalization", "model.init_args.normalization", apply_on="instantiate"
             )
+
+    def before_instantiate_classes(self) -> None:
+        # `precision: auto` resolved here, so the run's config.yaml records the choice
+        trainer = (self.config[self.subcommand] if self.subcommand else self.config)["trainer"]
+        if trainer.get("precision") == "auto":
+            trainer["precision"], reason = resolve_precision("auto", trainer.get("accelerator"))
+            rank_zero_info(f"precision: auto → {trainer['precision']} ({reason})")
 
     def instantiate_classes(self) -> None:
         try:

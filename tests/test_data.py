@@ -120,3 +120,20 @@ def test_batch_crop_and_flip_match_a_per_image_reference():
     flipped = BatchAugment(horizontal_flip=True)(images)
     n_flipped = sum(torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images, strict=True))
     assert 0 < n_flipped < 16  # each image flipped independently
+
+
+def test_cutout_zeroes_one_square_per_image_like_a_per_image_reference():
+    images = torch.rand(64, 3, 12, 12) + 0.1  # no zero pixels before
+    out = BatchAugment(cutout=4)(images, torch.Generator().manual_seed(0))
+    for image, result in zip(images, out, strict=True):
+        zeroed = (result == 0).all(dim=0)  # same pixels in every channel
+        rows, cols = zeroed.nonzero(as_tuple=True)
+        assert 1 <= len(rows) <= 16  # a 4×4 square, clipped at the border
+        top, left, bottom, right = rows.min(), cols.min(), rows.max(), cols.max()
+        expected = torch.zeros_like(zeroed)
+        expected[top : bottom + 1, left : right + 1] = True
+        assert torch.equal(zeroed, expected)  # one rectangle (a clipped square)
+        assert bottom - top < 4 and right - left < 4
+        assert torch.equal(result[:, ~zeroed], image[:, ~zeroed])  # the rest untouched
+    full = (out == 0).all(dim=1).flatten(1).sum(dim=1)
+    assert (full == 16).float().mean() > 0.3  # most squares lie inside the image

@@ -59,3 +59,29 @@ def test_normalize_is_the_models_first_layer_and_uses_given_statistics():
     assert torch.allclose(normalize(torch.full((1, 1, 2, 2), 0.75)), torch.ones(1, 1, 2, 2))
     with pytest.raises(ValueError, match="3 values"):
         Normalize(3, mean=[0.5], std=[0.5])
+
+
+def test_flip_test_time_augmentation_averages_the_logits_of_the_image_and_its_mirror():
+    from common.classifier import ImageClassifier
+    from common.models import CifarResNet
+
+    torch.manual_seed(0)
+    network = CifarResNet((1, 1, 1), widths=(4, 8, 8), num_classes=3).eval()
+    find_normalize(network).set_statistics((0.5,) * 3, (0.25,) * 3)
+    images, targets = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    plain = ImageClassifier(network, 3)
+    tta = ImageClassifier(network, 3, test_time_flip=True)
+
+    class Recorder:  # what _shared_step updates
+        def __init__(self, module):
+            self.logits = None
+            module.accuracy["test_acc"].update = lambda logits, _: setattr(self, "logits", logits)
+
+    seen = Recorder(tta)
+    with torch.no_grad():
+        tta._shared_step((images, targets), 0, "test")
+        expected = (network(images) + network(images.flip(-1))) / 2
+    assert torch.allclose(seen.logits, expected, atol=1e-6)
+    assert plain.memory_format == torch.channels_last  # "auto": a network with convolutions
+    mlp = ImageClassifier(MLP((1, 4, 4), 3, width=4, depth=2), 3, normalization=((0.5,), (0.3,)))
+    assert mlp.memory_format == torch.contiguous_format

@@ -7,25 +7,31 @@ from torch import nn
 
 
 class BatchAugment(nn.Module):
-    """Random crop with zero padding and horizontal flip for a batch (N, C, H, W) of floats.
+    """Random crop with zero padding, horizontal flip and Cutout for a batch (N, C, H, W) of
+    floats.
 
-    One random offset and flip per image, drawn from ``generator`` (or the global RNG) on the
-    batch's device, done with a single gather: no Python loop over images.
+    One random offset, flip and Cutout square per image, drawn from ``generator`` (or the global
+    RNG) on the batch's device, each done for the whole batch at once: no Python loop over
+    images. Cutout (DeVries & Taylor 2017, https://arxiv.org/abs/1708.04552) zeroes a
+    ``cutout`` × ``cutout`` square centred anywhere in the image (clipped at the borders).
 
     Example:
-        >>> augment = BatchAugment(crop_padding=4, horizontal_flip=True)
+        >>> augment = BatchAugment(crop_padding=4, horizontal_flip=True, cutout=8)
         >>> augment(torch.rand(8, 3, 32, 32)).shape
         torch.Size([8, 3, 32, 32])
     """
 
-    def __init__(self, crop_padding: int = 0, horizontal_flip: bool = False) -> None:
+    def __init__(
+        self, crop_padding: int = 0, horizontal_flip: bool = False, cutout: int = 0
+    ) -> None:
         super().__init__()
         self.crop_padding = crop_padding
         self.horizontal_flip = horizontal_flip
+        self.cutout = cutout
 
     @property
     def active(self) -> bool:
-        return self.crop_padding > 0 or self.horizontal_flip
+        return self.crop_padding > 0 or self.horizontal_flip or self.cutout > 0
 
     def forward(
         self, images: torch.Tensor, generator: torch.Generator | None = None
@@ -46,7 +52,18 @@ class BatchAugment(nn.Module):
         if self.horizontal_flip:
             flip = torch.rand(n, 1, 1, 1, device=device, generator=generator) < 0.5
             images = torch.where(flip, images.flip(-1), images)
+        if self.cutout > 0:
+            centre_y = torch.randint(0, h, (n, 1, 1), device=device, generator=generator)
+            centre_x = torch.randint(0, w, (n, 1, 1), device=device, generator=generator)
+            dy = torch.arange(h, device=device).view(1, h, 1) - centre_y  # (N, H, 1)
+            dx = torch.arange(w, device=device).view(1, 1, w) - centre_x  # (N, 1, W)
+            low, high = self.cutout // 2, (self.cutout + 1) // 2  # a square of side `cutout`
+            inside = (dy >= -low) & (dy < high) & (dx >= -low) & (dx < high)  # (N, H, W)
+            images = images.masked_fill(inside[:, None], 0.0)
         return images
 
     def extra_repr(self) -> str:
-        return f"crop_padding={self.crop_padding}, horizontal_flip={self.horizontal_flip}"
+        return (
+            f"crop_padding={self.crop_padding}, horizontal_flip={self.horizontal_flip}, "
+            f"cutout={self.cutout}"
+        )

@@ -97,6 +97,7 @@ class ImageDataModule(L.LightningDataModule):
             covers the classes; validation is a seeded random choice, mixed likewise.
         crop_padding: random-crop padding for training batches (0 = no crop).
         horizontal_flip: random horizontal flips for training batches.
+        cutout: side of the square zeroed at a random place of each training image (0: none).
         num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
         download: allow torchvision to download when no local copy exists.
     """
@@ -117,6 +118,7 @@ class ImageDataModule(L.LightningDataModule):
         seed: int = 0,
         crop_padding: NonNegativeInt = 0,
         horizontal_flip: bool = False,
+        cutout: NonNegativeInt = 0,
         num_workers: NonNegativeInt = 0,
         download: bool = True,
     ) -> None:
@@ -128,7 +130,7 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.download = download
-        self.augment = BatchAugment(crop_padding, horizontal_flip)
+        self.augment = BatchAugment(crop_padding, horizontal_flip, cutout)
         self.splits: dict[str, TensorImageDataset] = {}
 
     # --- what a subclass provides -------------------------------------------------------
