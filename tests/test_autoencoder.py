@@ -2,8 +2,8 @@
 
 import torch
 
-from common.ood import ScoredBatch
 from common.cli import main
+from common.ood import ScoredBatch
 from lab4.detectors import ReconstructionError
 from lab4.models import ConvAutoencoder, reconstruction_error
 from tests.conftest import REPO
