@@ -10,10 +10,8 @@ the usual choice (bf16 where supported, else fp16 with loss scaling). An explici
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
-from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch import Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -51,13 +49,14 @@ def resolve_precision(
 
 class LabTrainer(Trainer):
     """:class:`lightning.pytorch.Trainer` whose ``precision`` may be ``"auto"`` (the default):
-    see :func:`resolve_precision`. The CLI resolves it before building the Trainer (so the run's
+    see :func:`resolve_precision`; other values are Lightning's (``"32-true"``, ``"bf16-mixed"``,
+    ``"16-mixed"``, …), checked by it. The CLI resolves it before building the Trainer (so the run's
     ``config.yaml`` records the choice); built from Python, the Trainer resolves it itself."""
 
     def __init__(
         self,
         *args,
-        precision: _PRECISION_INPUT | Literal["auto"] | None = "auto",
+        precision: str | int | None = "auto",
         **kwargs,
     ) -> None:
         resolved, reason = resolve_precision(precision, kwargs.get("accelerator", "auto"))
