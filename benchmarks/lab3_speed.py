@@ -12,9 +12,10 @@ caption → story for the same images and seed (sampling on, the configs' settin
 
 in fp32 and under bf16 autocast (what ``--trainer.precision bf16-mixed`` does), and checks that
 batched and one-by-one stories agree. Random weights never emit end-of-text, so every story runs
-to ``--max_new_tokens``: the same work in every mode.
+to ``--max_new_tokens``: the same work in every mode. ``--tiny`` builds a few layers of width 32
+instead (same tokenizers, 32-px images): a quick check that it runs, not a measurement.
 
-    python benchmarks/lab3_speed.py [--images 16] [--max_new_tokens 32] [--device cpu]
+    python benchmarks/lab3_speed.py [--images 16] [--max_new_tokens 32] [--device cpu] [--tiny]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,8 +61,9 @@ def word_tokenizer(size: int, specials: dict[int, str]) -> Tokenizer:
     return tokenizer
 
 
-def save_real_size_models(root: Path) -> tuple[str, str]:
-    """BLIP base and TinyStories-33M shapes, random weights, real vocabulary sizes."""
+def save_models(root: Path, tiny: bool = False) -> tuple[str, str]:
+    """BLIP base and TinyStories-33M shapes (``tiny``: a few layers of width 32, 32-px images for
+    quick checks), random weights, real vocabulary sizes; returns their two folders."""
     bert = word_tokenizer(30524, {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]",
                                   103: "[MASK]", 30522: "[DEC]"})  # fmt: skip
     bert.post_processor = processors.TemplateProcessing(
@@ -68,12 +71,29 @@ def save_real_size_models(root: Path) -> tuple[str, str]:
     )
     text = BertTokenizerFast(tokenizer_object=bert, bos_token="[DEC]", unk_token="[UNK]",
                              sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]")  # fmt: skip
-    BlipForConditionalGeneration(BlipConfig()).save_pretrained(root / "blip")
-    BlipProcessor(BlipImageProcessor(), text).save_pretrained(root / "blip")
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2, "hidden_size": 32,
+             "intermediate_size": 64}  # fmt: skip
+    blip = (
+        BlipConfig(
+            vision_config={**small, "image_size": 32, "patch_size": 16},
+            text_config={**small, "vocab_size": 30524},
+        )
+        if tiny
+        else BlipConfig()
+    )
+    BlipForConditionalGeneration(blip).save_pretrained(root / "blip")
+    size = {"height": 32, "width": 32} if tiny else None
+    BlipProcessor(BlipImageProcessor(size=size), text).save_pretrained(root / "blip")
+    shape = (
+        {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
+         "attention_types": [[["global", "local"], 1]]}
+        if tiny
+        else {"hidden_size": 768, "num_layers": 4, "num_heads": 16,
+              "attention_types": [[["global", "local"], 2]]}
+    )  # fmt: skip
     neo = GPTNeoConfig(
-        vocab_size=50257, hidden_size=768, num_layers=4, num_heads=16, window_size=256,
-        attention_types=[[["global", "local"], 2]], max_position_embeddings=2048,
-        bos_token_id=50256, eos_token_id=50256,
+        vocab_size=50257, window_size=256, max_position_embeddings=2048, bos_token_id=50256,
+        eos_token_id=50256, **shape,
     )  # fmt: skip
     GPTNeoForCausalLM(neo).save_pretrained(root / "neo")
     gpt = word_tokenizer(50257, {50256: "<|endoftext|>"})
@@ -81,6 +101,23 @@ def save_real_size_models(root: Path) -> tuple[str, str]:
         tokenizer_object=gpt, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
     ).save_pretrained(root / "neo")
     return str(root / "blip"), str(root / "neo")
+
+
+def build_generator(
+    device: str = "cpu", caption_tokens: int = 20, tiny: bool = False
+) -> ImageStoryGenerator:
+    """Captioner and story writer of :func:`save_models`, loaded as the lab loads them."""
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        blip, neo = save_models(Path(folder), tiny)
+        captioner = Captioner(blip, max_new_tokens=caption_tokens)
+        return ImageStoryGenerator(captioner, StoryWriter(neo)).to(device)
+
+
+def noise_images(count: int) -> list[ImageInput]:
+    """``count`` different 480×360 noise images."""
+    images = [Image.effect_noise((480, 360), 40 + i).convert("RGB") for i in range(count)]
+    return [ImageInput(f"noise{i}", image, None) for i, image in enumerate(images)]
 
 
 def timed(generator, items, length, batched: bool, bf16: bool) -> tuple[float, list[str]]:
@@ -97,37 +134,67 @@ def timed(generator, items, length, batched: bool, bf16: bool) -> tuple[float, l
     return time.perf_counter() - start, [r.story for r in results]
 
 
-def main() -> None:
+@dataclass
+class Row:
+    """One precision: seconds for the images batched and one by one, stories that agree."""
+
+    precision: str
+    images: int
+    batched_seconds: float
+    single_seconds: float
+    same_stories: int
+
+    @property
+    def speedup(self) -> float:
+        return self.single_seconds / self.batched_seconds
+
+    def markdown(self) -> str:
+        per_minute = 60 * self.images
+        return (
+            f"| {self.precision} | {per_minute / self.batched_seconds:.1f} "
+            f"({self.batched_seconds:.1f} s) | {per_minute / self.single_seconds:.1f} "
+            f"({self.single_seconds:.1f} s) | {self.speedup:.2f}x | "
+            f"{self.same_stories}/{self.images} |"
+        )
+
+
+HEADER = [
+    "| precision | batched stories/min | one-by-one stories/min | speed-up | same stories |",
+    "|---|---:|---:|---:|---:|",
+]
+
+
+def compare(
+    generator: ImageStoryGenerator, items: list[ImageInput], length: int, precision: str
+) -> Row:
+    """Stories for ``items`` in one batched pass and one by one, under ``precision`` (fp32|bf16)."""
+    bf16 = precision == "bf16"
+    batch_s, batch_stories = timed(generator, items, length, True, bf16)
+    single_s, single_stories = timed(generator, items, length, False, bf16)
+    same = sum(a == b for a, b in zip(batch_stories, single_stories, strict=True))
+    return Row(precision, len(items), batch_s, single_s, same)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--max_new_tokens", type=int, default=32, help="story length")
     parser.add_argument("--caption_tokens", type=int, default=20)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as folder:
-        blip, neo = save_real_size_models(Path(folder))
-        captioner = Captioner(blip, max_new_tokens=args.caption_tokens)
-        generator = ImageStoryGenerator(captioner, StoryWriter(neo)).to(args.device)
+    parser.add_argument("--tiny", action="store_true", help="tiny models (a quick check)")
+    args = parser.parse_args(argv)
+    generator = build_generator(args.device, args.caption_tokens, args.tiny)
     millions = [sum(p.numel() for p in m.parameters()) / 1e6 for m in generator.children()]
     print(f"captioner {millions[0]:.0f}M parameters, writer {millions[1]:.0f}M; "
           f"device {args.device}, {torch.get_num_threads()} threads; {args.images} images, "
           f"captions {args.caption_tokens} tokens, stories {args.max_new_tokens} new tokens"
     )  # fmt: skip
-    images = [Image.effect_noise((480, 360), 40 + i).convert("RGB") for i in range(args.images)]
-    items = [ImageInput(f"noise{i}", image, None) for i, image in enumerate(images)]
+    items = noise_images(args.images)
     timed(generator, items[:2], args.max_new_tokens, batched=True, bf16=False)  # warm-up
-    print("| precision | batched stories/min | one-by-one stories/min | speed-up | same stories |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n".join(HEADER))
     for precision in args.precisions:
-        bf16 = precision == "bf16"
-        batch_s, batch_stories = timed(generator, items, args.max_new_tokens, True, bf16)
-        single_s, single_stories = timed(generator, items, args.max_new_tokens, False, bf16)
-        same = sum(a == b for a, b in zip(batch_stories, single_stories, strict=True))
-        print(f"| {precision} | {60 * len(items) / batch_s:.1f} ({batch_s:.1f} s) | "
-              f"{60 * len(items) / single_s:.1f} ({single_s:.1f} s) | "
-              f"{single_s / batch_s:.2f}x | {same}/{len(items)} |", flush=True)  # fmt: skip
+        print(compare(generator, items, args.max_new_tokens, precision).markdown(), flush=True)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,39 @@ def test_early_stopping_is_available_from_the_command_line(tmp_path):
         "--trainer.callbacks.stopping_threshold=0.0",  # any accuracy is good enough: stop at once
     )
     assert final_weights(tmp_path)[1] == 0
+
+
+#: a config for every command of every lab (a new command must be added here)
+COMMAND_CONFIGS = {
+    "lab1": {
+        **dict.fromkeys(["fit", "validate", "test", "predict"], "lab1/residual_mlp_mnist.yaml"),
+        "sweep": "lab1/sweeps/mlp_depth.yaml",
+        "baseline": "lab1/transfer/svm_baseline.yaml",
+        "cam": "lab1/cam/cifar10_resnet20.yaml",
+    },
+    "lab3": {"predict": "lab3/story.yaml", "interactive": None},
+    "lab4": {
+        **dict.fromkeys(["fit", "validate", "test", "predict"], "lab4/cnn_cifar10.yaml"),
+        "sweep": None,  # no Lab 4 sweep config: the option list is printed instead
+        "attack": "lab4/attacks/fgsm_sweep.yaml",
+        "odin": "lab4/ood/odin_search.yaml",
+        "report": "lab4/ood/report.yaml",
+    },
+}
+
+
+@pytest.mark.parametrize("lab", sorted(COMMAND_CONFIGS))
+def test_help_lists_every_command_and_each_prints_its_config(lab, capsys):
+    main(lab, ["--help"])
+    listed = capsys.readouterr().out.split("commands:\n")[1].split("\n\n")[0]
+    names = [line.split()[0] for line in listed.splitlines()]
+    assert sorted(names) == sorted(COMMAND_CONFIGS[lab])
+    for name, config in COMMAND_CONFIGS[lab].items():
+        option = ["--print_config"] if config else ["--help"]
+        with pytest.raises(SystemExit) as done:
+            main(
+                lab, [name, *([f"--config={REPO / 'configs' / config}"] if config else []), *option]
+            )
+        assert done.value.code in (0, None), f"{lab} {name}: {done.value.code}"
+        printed = capsys.readouterr().out
+        assert yaml.safe_load(printed) if config else printed, f"{lab} {name} printed nothing"
