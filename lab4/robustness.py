@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from common.commands import write_text_atomic
 from common.data.datamodule import ImageDataModule
@@ -147,9 +147,14 @@ class RobustnessEvaluation(L.Callback):
                     example = result
         return rows, example
 
-    @rank_zero_only
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model = pl_module.model
+        # every process asks for the run folder (under DDP the question is collective)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.is_global_zero:
+            self.report(trainer, pl_module.model, run_dir)
+
+    def report(self, trainer: L.Trainer, model: torch.nn.Module, run_dir: Path) -> None:
+        """Attack, then write and log the tables and figures (on one process)."""
         rows, example = self.sweep(trainer, model)
         label = self.label or Path(trainer.default_root_dir).name
         run = {
@@ -160,7 +165,6 @@ class RobustnessEvaluation(L.Callback):
             "budget": self.budget,
             "rows": rows,
         }
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.write_tables(run, run_dir)
         title = f"{label}: {self.mode}"
         figures = [plot_attack_sweep(rows, run_dir / "robustness_sweep.png", title=title)]
@@ -214,3 +218,4 @@ class RobustnessEvaluation(L.Callback):
             for r in rows
         ]
         write_text_atomic(run_dir / "robustness.md", "\n".join(lines) + "\n")
+        rank_zero_info(f"robustness tables and figures in {run_dir}:\n" + "\n".join(lines))

@@ -8,7 +8,6 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import default_collate
 
 from common.cam import METHODS, overlay, upsample
@@ -64,8 +63,11 @@ class CAMExport(L.Callback):
         if "test" in self.stages:
             self._export(trainer, pl_module, trainer.test_dataloaders, "test")
 
-    @rank_zero_only
     def _export(self, trainer, pl_module, loaders, name: str) -> None:
+        # every process asks for the run folder (under DDP the question is collective)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero:
+            return
         images, targets = self._fixed_batch(trainer, pl_module, loaders)
         model = pl_module.model
         cams, logits = METHODS[self.method](model, images)
@@ -80,7 +82,6 @@ class CAMExport(L.Callback):
                 predicted.tolist(), probabilities.tolist(), targets.tolist(), strict=True
             )
         ]
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         path = plot_cam_grid(images, overlay(images, saliency), titles, run_dir / f"cam_{name}.png")
         scores = explanation_confidence(model, images, saliency, predicted)
         stage = name.split("_")[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import grad_norm, rank_zero_only
+from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
 from common.plots import plot_gradient_norms
@@ -82,11 +82,14 @@ class GradientNormMonitor(L.Callback):
             for (layer, kind), v in self.history.items()
         ]
 
-    @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
-        if not self.history:
-            return
+        # every process asks for the run folder (under DDP the question is collective)
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if self.history and trainer.is_global_zero:
+            self._write(trainer, pl_module, run_dir)
+
+    def _write(self, trainer, pl_module, run_dir: Path) -> None:
+        """``grad_norms.csv`` and the figure into the run folder, the figure to W&B."""
         rows = self.mean_norms()
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "grad_norms.csv", "w", newline="") as f:
