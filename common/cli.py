@@ -184,18 +184,16 @@ class LabCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
+        log_dir = self.trainer.log_dir  # on every process: a collective call under DDP
         best = next((c for c in self.trainer.checkpoint_callbacks if c.best_model_path), None)
-        if self.trainer.is_global_zero and best is not None:
-            score = (
-                ""
-                if best.best_model_score is None
-                else f", {best.monitor} {best.best_model_score:.4f}"
-            )
-            print(f"checkpoints: {best.dirpath} (best.ckpt{score}); logs: {self.trainer.log_dir}")
+        if best is not None:
+            score = best.best_model_score
+            detail = "" if score is None else f", {best.monitor} {score:.4f}"
+            rank_zero_info(f"checkpoints: {best.dirpath} (best.ckpt{detail}); logs: {log_dir}")
 
     def after_test(self) -> None:
-        if self.trainer.is_global_zero:
-            print(f"test outputs and metrics: {self.trainer.log_dir}")
+        log_dir = self.trainer.log_dir  # on every process: a collective call under DDP
+        rank_zero_info(f"test outputs and metrics: {log_dir}")
 
     after_validate = after_test
 
