@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from common.losses import LogitNormLoss
 from common.models import find_normalize
 
 
@@ -33,6 +34,9 @@ class ImageClassifier(L.LightningModule):
         lr_schedule: ``"constant"``, ``"cosine"`` (annealing to 0) or ``"onecycle"``
             (warm-up then annealing, peak at the optimizer's lr), stepped every batch.
         label_smoothing: cross-entropy label smoothing.
+        logit_norm: train with LogitNorm at this temperature τ (e.g. 0.04) instead of plain
+            cross-entropy (:class:`common.losses.LogitNormLoss`: makes OOD images easier to
+            tell apart); ``None``: cross-entropy. Logged losses are the training loss.
         channels_last: keep conv weights and inputs in NHWC memory format (faster convolutions
             on CPUs and tensor-core GPUs; no effect on results); ``"auto"``: for networks with
             convolutions.
@@ -53,6 +57,7 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool | Literal["auto"] = "auto",
         test_time_flip: bool = False,
+        logit_norm: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
@@ -67,7 +72,11 @@ class ImageClassifier(L.LightningModule):
         self.test_time_flip = test_time_flip
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = (
+            nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+            if logit_norm is None
+            else LogitNormLoss(logit_norm, label_smoothing)
+        )
         # One loss mean and one accuracy per stage, updated every step and logged once per
         # epoch: `self.log` on every step costs more than a small model's whole step on a CPU.
         # (Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.)
