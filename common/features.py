@@ -11,6 +11,20 @@ import torch
 from torch import nn
 
 
+def head(model: nn.Module) -> nn.Linear:
+    """The network's last layer, ``classifier[-1]``: the linear map from penultimate features to
+    logits that every network of the project ends with (feature-space detectors use its weights)."""
+    layer = getattr(model, "classifier", None)
+    layer = layer[-1] if isinstance(layer, nn.Sequential) and len(layer) else None
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(
+            f"{type(model).__name__} has no linear last layer `classifier[-1]`: feature-space "
+            "methods need a network laid out as `features` → `classifier` (an nn.Sequential "
+            "ending with nn.Linear)"
+        )
+    return layer
+
+
 def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """``classifier[:-1](features(images))``: e.g. the globally pooled maps of a ResNet."""
     return model.classifier[:-1](model.features(images))

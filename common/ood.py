@@ -88,8 +88,11 @@ class Detector(ABC):
     def score(self, batch: ScoredBatch) -> torch.Tensor:
         """Scores (N,) of the batch's images, higher = more in-distribution."""
 
-    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> Detector:
-        """Fit on ID training features (N, D) and labels (N,); nothing to fit by default."""
+    def fit(
+        self, features: torch.Tensor, targets: torch.Tensor, head: nn.Linear | None = None
+    ) -> Detector:
+        """Fit on ID training features (N, D), their labels (N,) and the network's last layer
+        ``head`` (features → logits, :func:`common.features.head`); nothing to fit by default."""
         return self
 
     def tune(

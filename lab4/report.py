@@ -3,10 +3,12 @@
 ``--runs`` maps each model's label (its name in the table) to its run folder
 (``trainer.default_root_dir``); each kind reads the newest ``version_*`` files there:
 
-- ``ood`` (``results/lab4/ood.md``): ``ood_metrics.csv`` (:class:`common.callbacks.OODEvaluation`).
-  Rows are model × detector, columns the OOD sets (AUROC / AUPR-In / AUPR-Out / FPR@95), with the
-  model's ID test accuracy; detectors that use no classifier (the autoencoder) get one row of
-  their own. The figures of MSP and of each model's best near-OOD detector go beside the table.
+- ``ood`` (``results/lab4/ood.md``): ``ood_summary.csv`` and ``ood_metrics.csv``
+  (:class:`common.callbacks.OODEvaluation`). Rows are model × detector with the model's ID test
+  accuracy; the first table has the group means (near- and far-OOD AUROC and both FPR@95
+  conventions), the second every metric per OOD set; detectors that use no classifier (the
+  autoencoder) get rows of their own. The figures of MSP and of each model's best detector on
+  the first group (near-OOD) go beside the table.
 - ``adversarial`` (``results/lab4/adversarial_training.md``): one row per model from
   ``robustness.csv`` (:class:`lab4.robustness.RobustnessEvaluation`) and ``ood_metrics.csv``:
   clean accuracy, robust accuracy and success rate per attack and ε, near-OOD AUROC. A model
@@ -35,12 +37,11 @@ from typing import Literal
 from jsonargparse import Namespace
 
 from common.commands import command_parser, copy_atomic, write_text_atomic
+from common.metrics import OOD_METRIC_LEGEND, OOD_METRIC_TITLES, OOD_METRICS
 from common.sweep import slugify
 from lab4.attacks import REPORTED_METRICS
 
 log = logging.getLogger(__name__)
-
-OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
 @dataclass
@@ -73,46 +74,78 @@ def markdown(header: list[str], rows: list[list[str]], align: str) -> list[str]:
 
 
 def ood_report(cfg: Namespace) -> Report:
-    """Model × detector rows, OOD-set columns."""
-    table: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → OOD set → row
-    accuracy, ood_sets, files = {}, [], {}
+    """Two tables, rows model × detector: the group means (AUROC and both FPR@95 per group, as
+    OpenOOD v1.5 reports near- and far-OOD) and every metric per OOD set."""
+    per_set: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → OOD set → row
+    per_group: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → group → row
+    accuracy, ood_sets, groups, files = {}, [], {}, {}
     for label, run_dir in cfg.runs.items():
         path = versions(Path(run_dir), "ood_metrics.csv")[-1]
-        for row in read_csv(path):
-            model = row["detector"] if row["detector"] in cfg.classifier_free else label
-            table.setdefault((model, row["detector"]), {})[row["ood_set"]] = row
-            accuracy.setdefault(model, "—" if model != label else row["id_accuracy"])
-            if row["ood_set"] not in ood_sets:
-                ood_sets.append(row["ood_set"])
-        near = {
-            d: rows[cfg.near_ood]
-            for (m, d), rows in table.items()
-            if m == label and cfg.near_ood in rows
-        }
-        if near:
-            best = max(near, key=lambda d: float(near[d]["auroc"]))
+        summary = path.with_name("ood_summary.csv")
+        if not summary.is_file():
+            raise FileNotFoundError(
+                f"{path.parent} has no ood_summary.csv (a run from before OOD groups): run "
+                "`python -m lab4 test` with its config again"
+            )
+        for table, rows, column in ((per_set, read_csv(path), "ood_set"),
+                                    (per_group, read_csv(summary), "group")):  # fmt: skip
+            for row in rows:
+                model = row["detector"] if row["detector"] in cfg.classifier_free else label
+                table.setdefault((model, row["detector"]), {})[row[column]] = row
+                accuracy.setdefault(model, "—" if model != label else row["id_accuracy"])
+                if column == "ood_set" and row["ood_set"] not in ood_sets:
+                    ood_sets.append(row["ood_set"])
+                if column == "group":
+                    groups.setdefault(row["group"], row["ood_sets"])
+        first_group = next(iter(groups), None)
+        own = {d: rows[first_group] for (m, d), rows in per_group.items()
+               if m == label and first_group in rows}  # fmt: skip
+        if own:
+            best = max(own, key=lambda d: float(own[d]["auroc"]))
             for detector in dict.fromkeys(["msp", best]):
                 figure = path.parent / f"ood_{detector}.png"
                 if figure.is_file():
                     files[f"ood_{slugify(label)}_{detector}.png"] = figure
-    rows = []
-    for (model, detector), cells in table.items():
+
+    def cell(row: dict | None, metrics: tuple[str, ...]) -> str:
+        return " / ".join(f"{float(row[m]):.3f}" for m in metrics) if row else "—"
+
+    def first_columns(model: str, detector: str) -> list[str]:
         acc = accuracy[model]
-        rows.append(
-            [model, acc if acc == "—" else f"{float(acc):.4f}", detector]
-            + [
-                " / ".join(f"{float(cells[s][m]):.3f}" for m in OOD_METRICS) if s in cells else "—"
-                for s in ood_sets
-            ]
-        )
+        return [model, acc if acc == "—" else f"{float(acc):.4f}", detector]
+
+    fprs = ("fpr95_id_kept", "fpr95_ood_caught")
+    group_header = [f"{g} AUROC ↑" for g in groups]
+    group_header += [f"{g} FPR@95 ID-kept / OOD-caught ↓" for g in groups]
+    group_rows = [
+        first_columns(model, detector)
+        + [cell(cells.get(g), ("auroc",)) for g in groups]
+        + [cell(cells.get(g), fprs) for g in groups]
+        for (model, detector), cells in per_group.items()
+    ]
+    set_rows = [
+        first_columns(model, detector) + [cell(cells.get(s), OOD_METRICS) for s in ood_sets]
+        for (model, detector), cells in per_set.items()
+    ]
+    group_sets = "; ".join(f"{g} = {sets}" for g, sets in groups.items())
     lines = [
-        "Cells: AUROC ↑ / AUPR-In ↑ / AUPR-Out ↑ / FPR@95 ↓ (ID = CIFAR-10 test, positive class).",
+        f"ID = CIFAR-10 test. Means over each group's OOD sets ({group_sets}):",
+        "",
+        *markdown(
+            ["model", "ID acc", "detector", *group_header],
+            group_rows,
+            "---|---:|---|" + "---:|" * len(group_header),
+        ),  # fmt: skip
+        "",
+        "Per OOD set, cells: " + " / ".join(OOD_METRIC_TITLES[m] for m in OOD_METRICS) + ":",
         "",
         *markdown(
             ["model", "ID acc", "detector", *ood_sets],
-            rows,
+            set_rows,
             "---|---:|---|" + "---|" * len(ood_sets),
-        ),
+        ),  # fmt: skip
+        "",
+        OOD_METRIC_LEGEND,
     ]
     return Report("\n".join(lines) + "\n", files)
 

@@ -13,7 +13,7 @@ from common.callbacks import OODEvaluation
 from common.classifier import ImageClassifier
 from common.cli import main
 from common.features import penultimate
-from common.metrics import ood_metrics
+from common.metrics import OOD_METRICS, ood_metrics
 from lab4.data import OODDataModule
 from lab4.detectors import ODIN, Energy, Mahalanobis, MaxSoftmax, energy, max_softmax
 from lab4.models import SimpleCNN
@@ -50,8 +50,20 @@ def test_ood_callback_writes_metrics_table_figures_and_tuning(ood_folders, tmp_p
     detectors = {"msp", "max_logit", "energy", odin_name, "mahalanobis", knn_name}
     assert {r["detector"] for r in rows} == detectors
     assert {r["ood_set"] for r in rows} == {"imagenette", "mnist", "fake"}
-    assert all(0 <= float(r["auroc"]) <= 1 and 0 <= float(r["fpr95"]) <= 1 for r in rows)
-    assert "| imagenette | msp |" in (version / "ood_metrics.md").read_text()
+    assert all(0 <= float(r["auroc"]) <= 1 and 0 <= float(r["fpr95_ood_caught"]) <= 1 for r in rows)
+    markdown = (version / "ood_metrics.md").read_text()
+    assert "| imagenette | near | msp |" in markdown and "| far | msp |" in markdown
+    # OpenOOD-style group means: near = imagenette (no cifar100 here), far = mnist and fake
+    with open(version / "ood_summary.csv") as f:
+        summary = {(r["group"], r["detector"]): r for r in csv.DictReader(f)}
+    assert {g for g, _ in summary} == {"near", "far"}
+    assert summary["near", "msp"]["ood_sets"] == "imagenette"
+    assert summary["far", "msp"]["ood_sets"] == "mnist fake"
+    by_set = {(r["ood_set"], r["detector"]): r for r in rows}
+    for metric in OOD_METRICS:
+        far = (float(by_set["mnist", "msp"][metric]) + float(by_set["fake", "msp"][metric])) / 2
+        assert float(summary["far", "msp"][metric]) == pytest.approx(far)
+    assert "- msp: near AUROC" in markdown and "ID accuracy" in markdown
     for name in detectors:
         assert (version / f"ood_{name}.png").stat().st_size > 10_000
     assert len({r["id_accuracy"] for r in rows}) == 1 and 0 <= float(rows[0]["id_accuracy"]) <= 1
@@ -76,9 +88,11 @@ def test_ood_callback_writes_metrics_table_figures_and_tuning(ood_folders, tmp_p
     table = tmp_path / "results" / "ood.md"
     main("lab4", ["report", f"--runs={{'tiny ResNet-20': '{run_dir}'}}", f"--output={table}"])
     text = table.read_text()
-    msp_row = next(line for line in text.splitlines() if "| msp |" in line)
-    assert msp_row.startswith(f"| tiny ResNet-20 | {float(rows[0]['id_accuracy']):.4f} | msp |")
-    assert msp_row.count(" / ") == 3 * 3  # four metrics for each of the three OOD sets
+    group_row, set_row = (line for line in text.splitlines() if "| msp |" in line)
+    for row in (group_row, set_row):
+        assert row.startswith(f"| tiny ResNet-20 | {float(rows[0]['id_accuracy']):.4f} | msp |")
+    assert group_row.count(" / ") == 2  # near and far: AUROC, then both FPR@95
+    assert set_row.count(" / ") == 4 * 3  # five metrics for each of the three OOD sets
     assert (table.parent / "ood_tiny_resnet_20_msp.png").is_file()
 
 
@@ -212,7 +226,9 @@ def test_ood_metrics_on_validation_splits_every_n_epochs(ood_folders, tmp_path):
     )
     trainer.fit(model, data)
     header = next((tmp_path / "lightning_logs").glob("version_*/metrics.csv")).read_text()
-    assert "ood_val/imagenette/msp/auroc" in header and "ood_val/fake/msp/fpr95" in header
+    assert (
+        "ood_val/imagenette/msp/auroc" in header and "ood_val/fake/msp/fpr95_ood_caught" in header
+    )
     assert "ood_val/mnist/odin_T" in header  # tuned on the validation pair, then scored
     assert not list(tmp_path.rglob("ood_metrics.csv"))  # files are written at test end only
     assert not model.model.classifier[-1]._forward_hooks
@@ -248,5 +264,5 @@ def test_under_ddp_each_process_scores_its_shard_and_the_metrics_cover_all(ood_f
     assert len(rows[2]) == len(rows[1]) == 3 * 2
     for one, two in zip(rows[1], rows[2], strict=True):
         assert (one["ood_set"], one["detector"]) == (two["ood_set"], two["detector"])
-        for key in ("auroc", "aupr_in", "aupr_out", "fpr95", "id_accuracy"):
+        for key in (*OOD_METRICS, "id_accuracy"):
             assert float(two[key]) == pytest.approx(float(one[key]), abs=1e-6), key

@@ -19,59 +19,91 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
+METRICS = {"aupr_in": 0.5, "aupr_out": 0.25, "fpr95_id_kept": 0.125, "fpr95_ood_caught": 0.375}
+
+
 def ood_row(ood_set, detector, auroc, accuracy=0.8):
-    return {
-        "ood_set": ood_set,
-        "detector": detector,
-        "auroc": auroc,
-        "aupr_in": 0.5,
-        "aupr_out": 0.25,
-        "fpr95": 0.125,
-        "id_accuracy": accuracy,
-    }
+    group = {"imagenette": "near", "mnist": "far"}.get(ood_set, "")
+    return {"ood_set": ood_set, "group": group, "detector": detector, "auroc": auroc,
+            **METRICS, "id_accuracy": accuracy}  # fmt: skip
+
+
+def summary_row(group, detector, auroc, accuracy=0.8):
+    sets = {"near": "imagenette", "far": "mnist"}[group]
+    return {"group": group, "ood_sets": sets, "detector": detector, "auroc": auroc,
+            **METRICS, "id_accuracy": accuracy}  # fmt: skip
+
+
+def write_run(version, rows):
+    """``ood_metrics.csv`` and the ``ood_summary.csv`` of its groups (one set per group)."""
+    group = {"imagenette": "near", "mnist": "far"}
+    write_csv(version / "ood_metrics.csv", rows)
+    summary = [summary_row(group[r["ood_set"]], r["detector"], r["auroc"], r["id_accuracy"])
+               for r in rows]  # fmt: skip
+    write_csv(version / "ood_summary.csv", sorted(summary, key=lambda r: r["group"] != "near"))
 
 
 @pytest.fixture
 def ood_runs(tmp_path):
     """Two models' test runs: an old version (ignored) and the newest with figures."""
     old = tmp_path / "runs/cnn/version_0"
-    write_csv(old / "ood_metrics.csv", [ood_row("near", "msp", 0.1)])
+    write_run(old, [ood_row("imagenette", "msp", 0.1)])
     new = tmp_path / "runs/cnn/version_1"
-    write_csv(
-        new / "ood_metrics.csv",
+    write_run(
+        new,
         [
-            ood_row("near", "msp", 0.7),
-            ood_row("near", "energy", 0.9),
-            ood_row("far", "msp", 0.6),
-            ood_row("near", "autoencoder", 0.65),
+            ood_row("imagenette", "msp", 0.7),
+            ood_row("imagenette", "energy", 0.9),
+            ood_row("mnist", "msp", 0.6),
+            ood_row("imagenette", "autoencoder", 0.65),
         ],
     )
     os.utime(old / "ood_metrics.csv", (1, 1))  # older than version_1
     for name in ("msp", "energy", "max_logit"):
         (new / f"ood_{name}.png").write_bytes(name.encode())
-    write_csv(
-        tmp_path / "runs/resnet/version_0/ood_metrics.csv", [ood_row("near", "msp", 0.75, 0.9)]
-    )
+    write_run(tmp_path / "runs/resnet/version_0", [ood_row("imagenette", "msp", 0.75, 0.9)])
     return {"CNN": str(tmp_path / "runs/cnn"), "ResNet": str(tmp_path / "runs/resnet")}
 
 
-def test_ood_table_and_the_best_detectors_figures(ood_runs, tmp_path):
+def test_ood_tables_group_means_and_sets_and_the_best_detectors_figures(ood_runs, tmp_path):
     output = tmp_path / "out/ood.md"
-    report(["--kind=ood", f"--runs={ood_runs}", "--near_ood=near", f"--output={output}"])
+    report(["--kind=ood", f"--runs={ood_runs}", f"--output={output}"])
     lines = output.read_text().splitlines()
-    assert lines[2:] == [
-        "| model | ID acc | detector | near | far |",
-        "|---|---:|---|---|---|",
-        "| CNN | 0.8000 | msp | 0.700 / 0.500 / 0.250 / 0.125 | 0.600 / 0.500 / 0.250 / 0.125 |",
-        "| CNN | 0.8000 | energy | 0.900 / 0.500 / 0.250 / 0.125 | — |",
-        "| autoencoder | — | autoencoder | 0.650 / 0.500 / 0.250 / 0.125 | — |",
-        "| ResNet | 0.9000 | msp | 0.750 / 0.500 / 0.250 / 0.125 | — |",
+    assert (
+        lines[0]
+        == "ID = CIFAR-10 test. Means over each group's OOD sets (near = imagenette; far = mnist):"
+    )
+    assert lines[2:8] == [
+        "| model | ID acc | detector | near AUROC ↑ | far AUROC ↑ "
+        "| near FPR@95 ID-kept / OOD-caught ↓ | far FPR@95 ID-kept / OOD-caught ↓ |",
+        "|---|---:|---|---:|---:|---:|---:|",
+        "| CNN | 0.8000 | msp | 0.700 | 0.600 | 0.125 / 0.375 | 0.125 / 0.375 |",
+        "| CNN | 0.8000 | energy | 0.900 | — | 0.125 / 0.375 | — |",
+        "| autoencoder | — | autoencoder | 0.650 | — | 0.125 / 0.375 | — |",
+        "| ResNet | 0.9000 | msp | 0.750 | — | 0.125 / 0.375 | — |",
     ]
+    cells = "0.500 / 0.250 / 0.125 / 0.375"
+    assert lines[9].startswith("Per OOD set, cells: AUROC ↑ / AUPR-In ↑ / AUPR-Out ↑ / FPR@95")
+    assert lines[11:17] == [
+        "| model | ID acc | detector | imagenette | mnist |",
+        "|---|---:|---|---|---|",
+        f"| CNN | 0.8000 | msp | 0.700 / {cells} | 0.600 / {cells} |",
+        f"| CNN | 0.8000 | energy | 0.900 / {cells} | — |",
+        f"| autoencoder | — | autoencoder | 0.650 / {cells} | — |",
+        f"| ResNet | 0.9000 | msp | 0.750 / {cells} | — |",
+    ]
+    assert "FPR@95 OOD-caught: fraction of ID images rejected" in lines[-1]
     # MSP and the best near-OOD detector (energy) of the CNN; the ResNet run has no figures
     assert sorted(p.name for p in output.parent.iterdir()) == [
         "ood.md", "ood_cnn_energy.png", "ood_cnn_msp.png"
     ]  # fmt: skip
     assert (output.parent / "ood_cnn_energy.png").read_bytes() == b"energy"
+
+
+def test_ood_table_asks_for_a_new_test_run_without_group_means(ood_runs, tmp_path):
+    (next(iter(sorted((tmp_path / "runs/resnet").glob("version_*")))) / "ood_summary.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="no ood_summary.csv .* run `python -m lab4 test`"):
+        report(["--kind=ood", f"--runs={ood_runs}"])
 
 
 def test_adversarial_table_lists_models_not_run(tmp_path):

@@ -33,11 +33,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from tqdm import tqdm
 
-from common.metrics import OODCurves, ood_metrics_and_curves
+from common.features import head
+from common.metrics import (
+    OOD_METRIC_LEGEND,
+    OOD_METRIC_TITLES,
+    OOD_METRICS,
+    OODCurves,
+    ood_metrics_and_curves,
+)
 from common.ood import Detector, ScoredBatch, TuningResult
 from common.plots import plot_curves, plot_heatmap, plot_ood_scores
-
-METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
 class HeadCapture:
@@ -46,7 +51,7 @@ class HeadCapture:
     the logits yields the features too. Later passes (ODIN's, an attack's) are not recorded."""
 
     def __init__(self, network: nn.Module) -> None:
-        self.handle = network.classifier[-1].register_forward_hook(self._record)
+        self.handle = head(network).register_forward_hook(self._record)
         self.armed = False
         self.features: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None
@@ -84,16 +89,22 @@ class OODEvaluation(L.Callback):
 
     Before the test loop, detectors that need it are fitted on ID training features and tuned on
     validation images; during it, the ID test batches are scored; at its end, every OOD set.
-    Writes into the run folder ``ood_metrics.csv``, ``ood_metrics.md``, ``ood_<detector>.png``
-    (score histograms, ROC and PR curves per OOD set) and, per tuned detector,
-    ``ood_tuning_<detector>.json`` and ``.png`` (validation AUROC over its grid: a heat-map for
-    two hyperparameters, a line for one); logs ``ood/<set>/<detector>/<metric>`` and
-    ``ood_tuning/<detector>/...``, and the figures to W&B. Under DDP every process scores its
-    shard of the ID test set and the scores are gathered (the sampler's padding may repeat up to
-    one image per process); the OOD sets are scored by rank 0.
+    Writes into the run folder ``ood_metrics.csv`` (one row per OOD set × detector),
+    ``ood_summary.csv`` (one row per group × detector: the means over the group's sets, as
+    OpenOOD v1.5 reports near- and far-OOD), ``ood_metrics.md`` (both tables, a one-line summary
+    per detector and the metrics' legend), ``ood_<detector>.png`` (score histograms, ROC and PR
+    curves per OOD set) and, per tuned detector, ``ood_tuning_<detector>.json`` and ``.png``
+    (validation AUROC over its grid: a heat-map for two hyperparameters, a line for one); logs
+    ``ood/<set or group>/<detector>/<metric>``, ``ood_tuning/<detector>/...``, and the figures
+    to W&B. Under DDP every process scores its shard of the ID test set and the scores are
+    gathered (the sampler's padding may repeat up to one image per process); the OOD sets are
+    scored by rank 0.
 
     Args:
         detectors: :class:`common.ood.Detector` objects (``class_path`` entries in YAML).
+        groups: group name → OOD sets, e.g. ``{near: [imagenette, cifar100], far: [mnist,
+            fake]}``; sets the data does not have are left out of the means, empty groups
+            dropped. ``None``: no group means.
         fit_images: ID training images whose features fit detectors that need it (seeded choice).
         tune_on: the OOD set whose validation split tunes detectors that need it.
         tune_images: at most this many ID and this many OOD validation images for tuning.
@@ -105,6 +116,7 @@ class OODEvaluation(L.Callback):
     def __init__(
         self,
         detectors: Sequence[Detector],
+        groups: dict[str, list[str]] | None = None,
         fit_images: PositiveInt = 10_000,
         tune_on: str = "imagenette",
         tune_images: PositiveInt | None = 1000,
@@ -112,6 +124,7 @@ class OODEvaluation(L.Callback):
         every_n_val_epochs: PositiveInt | None = None,
     ) -> None:
         self.detectors = list(detectors)
+        self.groups = dict(groups or {})
         self.fit_images = fit_images
         self.tune_on = tune_on
         self.tune_images = tune_images
@@ -242,7 +255,7 @@ class OODEvaluation(L.Callback):
         batches = self._progress(trainer, batches, "ID training features", len(index))
         features = torch.cat([b.features.float().cpu() for b in self._forward(pl_module, batches)])
         for detector in fitted:
-            detector.fit(features, dataset.targets[index])
+            detector.fit(features, dataset.targets[index], head=head(pl_module.model))
         names = ", ".join(type(d).__name__ for d in fitted)
         rank_zero_info(
             f"OOD evaluation: fitted {names} on the penultimate features of {len(index)} ID "
@@ -328,15 +341,33 @@ class OODEvaluation(L.Callback):
     ) -> tuple[list[dict], dict[str, dict[str, OODCurves]]]:
         """Metric rows (OOD set × detector) and the curves behind them, ``[detector][set]``."""
         rows, curves = [], defaultdict(dict)
+        group_of = {s: g for g, sets in self.groups.items() for s in sets}
         for ood_set, scores in ood_scores.items():
             for d in self.detectors:
                 metrics, curves[d.name][ood_set] = ood_metrics_and_curves(
                     id_scores[d.name], scores[d.name]
                 )
                 rows.append(
-                    {"ood_set": ood_set, "detector": d.name, **metrics, "id_accuracy": id_accuracy}
-                )
+                    {"ood_set": ood_set, "group": group_of.get(ood_set, ""), "detector": d.name,
+                     **metrics, "id_accuracy": id_accuracy}
+                )  # fmt: skip
         return rows, curves
+
+    def _summary(self, rows: list[dict]) -> list[dict]:
+        """Per group × detector, the mean of each metric over the group's OOD sets (OpenOOD v1.5
+        reports near- and far-OOD this way)."""
+        summary = []
+        for group in self.groups:
+            for d in self.detectors:
+                members = [r for r in rows if r["group"] == group and r["detector"] == d.name]
+                if not members:
+                    continue
+                means = {m: sum(r[m] for r in members) / len(members) for m in OOD_METRICS}
+                summary.append(
+                    {"group": group, "ood_sets": " ".join(r["ood_set"] for r in members),
+                     "detector": d.name, **means, "id_accuracy": members[0]["id_accuracy"]}
+                )  # fmt: skip
+        return summary
 
     # --- outputs -------------------------------------------------------------------------
     def _report(
@@ -353,8 +384,9 @@ class OODEvaluation(L.Callback):
         )
         ood_scores = self._score_ood_sets(trainer, pl_module, self.split)
         rows, curves = self._metrics(id_scores, ood_scores, id_accuracy)
+        summary = self._summary(rows)
         run_dir.mkdir(parents=True, exist_ok=True)
-        table = self._write_tables(rows, run_dir)
+        table = self._write_tables(rows, summary, run_dir)
         figures = [
             plot_ood_scores(
                 id_scores[d.name],
@@ -366,7 +398,14 @@ class OODEvaluation(L.Callback):
             for d in self.detectors
         ]
         tuning_figures = [self._write_tuning(tuned, run_dir) for tuned in self.tuned]
-        self._log(trainer, {**self._row_metrics(rows, "ood"), **self._tuning_metrics()})
+        self._log(
+            trainer,
+            {
+                **self._row_metrics(rows, "ood"),
+                **self._row_metrics(summary, "ood", "group"),
+                **self._tuning_metrics(),
+            },
+        )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="ood", images=[str(f) for f in figures])
@@ -377,16 +416,17 @@ class OODEvaluation(L.Callback):
             + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.seconds.items())
         )
         files = ["ood_metrics.csv", "ood_metrics.md"] + [f.name for f in figures + tuning_figures]
+        files += ["ood_summary.csv"] if summary else []
         files += [f"ood_tuning_{t.detector.name}.json" for t in self.tuned]
         rank_zero_info(f"OOD evaluation: wrote {', '.join(sorted(files))} into {run_dir}")
         rank_zero_info(table)
 
     @staticmethod
-    def _row_metrics(rows: list[dict], prefix: str) -> dict[str, float]:
+    def _row_metrics(rows: list[dict], prefix: str, column: str = "ood_set") -> dict[str, float]:
         return {
-            f"{prefix}/{row['ood_set']}/{row['detector']}/{key}": row[key]
+            f"{prefix}/{row[column]}/{row['detector']}/{key}": row[key]
             for row in rows
-            for key in METRICS
+            for key in OOD_METRICS
         }
 
     @staticmethod
@@ -436,22 +476,54 @@ class OODEvaluation(L.Callback):
         )
 
     @staticmethod
-    def _write_tables(rows: list[dict], run_dir: Path) -> str:
-        """``ood_metrics.csv`` and ``ood_metrics.md``; returns the markdown."""
-        with open(run_dir / "ood_metrics.csv", "w", newline="") as f:
+    def _write_csv(rows: list[dict], path: Path) -> None:
+        with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        lines = [
-            f"ID test accuracy: {rows[0]['id_accuracy']:.4f}",
-            "",
-            "| OOD set | detector | AUROC ↑ | AUPR-In ↑ | AUPR-Out ↑ | FPR@95 ↓ |",
-            "|---|---|---:|---:|---:|---:|",
-        ] + [
-            f"| {r['ood_set']} | {r['detector']} | {r['auroc']:.4f} | {r['aupr_in']:.4f} | "
-            f"{r['aupr_out']:.4f} | {r['fpr95']:.4f} |"
+
+    def _write_tables(self, rows: list[dict], summary: list[dict], run_dir: Path) -> str:
+        """``ood_metrics.csv``, ``ood_summary.csv`` (with groups) and ``ood_metrics.md``;
+        returns the markdown."""
+        self._write_csv(rows, run_dir / "ood_metrics.csv")
+        titles = [OOD_METRIC_TITLES[m] for m in OOD_METRICS]
+        align = "---:|" * len(OOD_METRICS)
+        lines = [f"ID test accuracy: {rows[0]['id_accuracy']:.4f}", ""]
+        if summary:
+            self._write_csv(summary, run_dir / "ood_summary.csv")
+            lines += ["Mean over each group's OOD sets:", ""] + self.summary_lines(summary) + [""]
+            lines += ["| group | detector | " + " | ".join(titles) + " |", "|---|---|" + align]
+            lines += [
+                f"| {r['group']} | {r['detector']} | "
+                + " | ".join(f"{r[m]:.4f}" for m in OOD_METRICS) + " |"
+                for r in summary
+            ]  # fmt: skip
+            lines.append("")
+        lines += ["| OOD set | group | detector | " + " | ".join(titles) + " |",
+                  "|---|---|---|" + align]  # fmt: skip
+        lines += [
+            f"| {r['ood_set']} | {r['group']} | {r['detector']} | "
+            + " | ".join(f"{r[m]:.4f}" for m in OOD_METRICS) + " |"
             for r in rows
-        ]
+        ]  # fmt: skip
+        lines += ["", OOD_METRIC_LEGEND]
         table = "\n".join(lines) + "\n"
         (run_dir / "ood_metrics.md").write_text(table)
         return table
+
+    @staticmethod
+    def summary_lines(summary: list[dict]) -> list[str]:
+        """One line per detector: AUROC and both FPR@95 per group, and the ID accuracy."""
+        by_detector: dict[str, list[dict]] = defaultdict(list)
+        for row in summary:
+            by_detector[row["detector"]].append(row)
+        return [
+            f"- {detector}: "
+            + "; ".join(
+                f"{r['group']} AUROC {r['auroc']:.3f}, FPR@95 ID-kept {r['fpr95_id_kept']:.3f} / "
+                f"OOD-caught {r['fpr95_ood_caught']:.3f}"
+                for r in group_rows
+            )
+            + f"; ID accuracy {group_rows[0]['id_accuracy']:.4f}"
+            for detector, group_rows in by_detector.items()
+        ]
