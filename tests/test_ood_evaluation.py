@@ -47,7 +47,11 @@ def test_ood_callback_writes_metrics_table_figures_and_tuning(ood_folders, tmp_p
     assert float(temperature) in (1, 10, 100, 1000) and float(epsilon) <= 0.004
     (knn_name,) = {r["detector"] for r in rows if r["detector"].startswith("knn")}
     assert int(knn_name.removeprefix("knn")) in (1, 5, 10, 20, 50, 100, 200)
-    detectors = {"msp", "max_logit", "energy", odin_name, "mahalanobis", knn_name}
+    tuned = {prefix: next(r["detector"] for r in rows if r["detector"].startswith(prefix))
+             for prefix in ("react", "vim", "gen_")}  # fmt: skip
+    assert float(tuned["react"].removeprefix("react")) in (80, 85, 90, 95, 99)
+    assert int(tuned["vim"].removeprefix("vim")) in (8, 16, 24, 32, 48)
+    detectors = {"msp", "max_logit", "energy", odin_name, "mahalanobis", knn_name, *tuned.values()}
     assert {r["detector"] for r in rows} == detectors
     assert {r["ood_set"] for r in rows} == {"imagenette", "mnist", "fake"}
     assert all(0 <= float(r["auroc"]) <= 1 and 0 <= float(r["fpr95_ood_caught"]) <= 1 for r in rows)

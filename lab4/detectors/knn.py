@@ -42,7 +42,12 @@ class KNN(Detector):
     def needs_tuning(self) -> bool:
         return len(self.ks) > 1
 
-    def fit(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> KNN:
+    def fit(
+        self,
+        features: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        head: nn.Linear | None = None,
+    ) -> KNN:
         self.bank = nn.functional.normalize(features.float(), dim=1)
         return self
 

@@ -5,6 +5,7 @@ penultimate features, without the paper's input preprocessing and layer ensemble
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from common.ood import Detector, ScoredBatch
 
@@ -23,7 +24,9 @@ class Mahalanobis(Detector):
     name = "mahalanobis"
     needs_fitting = True
 
-    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> Mahalanobis:
+    def fit(
+        self, features: torch.Tensor, targets: torch.Tensor, head: nn.Linear | None = None
+    ) -> Mahalanobis:
         features = features.double()
         classes = targets.unique()
         self.means = torch.stack([features[targets == c].mean(dim=0) for c in classes])

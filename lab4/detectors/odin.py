@@ -36,18 +36,23 @@ def odin(
     temperature: float = 1000.0,
     epsilon: float = 0.0014,
     gradient_sign: torch.Tensor | None = None,
+    clamp: bool = True,
 ) -> torch.Tensor:
     """ODIN score (N,) of [0, 1] images (N, C, H, W): max_c softmax(f(x̃) / T)_c with
     x̃ = clamp(x − ε·sign(∇ₓ CE(f(x)/T, ŷ)), 0, 1).
 
     ε is in [0, 1] pixel units (the model normalises inside); ε = 0 is temperature-scaled MSP
     and needs no gradient. ``gradient_sign``: a precomputed :func:`odin_gradient_sign`.
+    ``clamp``: True, the perturbed image stays a valid image, as in this project; False, as the
+    original code, which perturbs without clamping (pixels may leave [0, 1]).
     """
     if epsilon == 0:
         return max_softmax(model(images), temperature)
     if gradient_sign is None:
         gradient_sign = odin_gradient_sign(model, images, temperature)
-    perturbed = (images - epsilon * gradient_sign).clamp(0, 1)
+    perturbed = images - epsilon * gradient_sign
+    if clamp:
+        perturbed = perturbed.clamp(0, 1)
     return max_softmax(model(perturbed), temperature)
 
 
@@ -56,8 +61,10 @@ def odin_grid(
     batches: Iterable[torch.Tensor],
     temperatures: Sequence[float],
     epsilons: Sequence[float],
+    clamp: bool = True,
 ) -> torch.Tensor:
-    """ODIN scores (|T|, |ε|, N) of every image of ``batches`` over a grid, sharing work.
+    """ODIN scores (|T|, |ε|, N) of every image of ``batches`` over a grid, sharing work
+    (``clamp`` as in :func:`odin`).
 
     Per batch: one forward pass for every T (the logits do not depend on T), one backward pass
     per T whose gradient sign serves every ε, ε = 0 read off those logits, then the perturbed
@@ -81,7 +88,9 @@ def odin_grid(
                 if epsilon == 0:
                     grid[i, j] = max_softmax(logits, temperature).float().cpu()
                 else:
-                    grid[i, j] = odin(model, images, temperature, epsilon, signs[i]).float().cpu()
+                    grid[i, j] = (
+                        odin(model, images, temperature, epsilon, signs[i], clamp).float().cpu()
+                    )
         per_batch.append(grid)
     return torch.cat(per_batch, dim=2)
 
@@ -94,6 +103,9 @@ class ODIN(Detector):
             T = 1000, ε = 0.0014), or
         temperatures, epsilons: a grid; :meth:`tune` (called by ``OODEvaluation`` on validation
             ID and OOD images, never the test ones) keeps the pair with the best AUROC.
+        clamp: True (default), the perturbed image stays a valid image, as in this project;
+            False, as the original code, which perturbs without clamping (the name then ends
+            with ``_unclamped``).
 
     Example:
         >>> detector = ODIN(temperatures=[1, 1000], epsilons=[0, 0.002])
@@ -107,13 +119,15 @@ class ODIN(Detector):
         epsilon: NonNegativeFloat = 0.0014,
         temperatures: list[PositiveFloat] | None = None,
         epsilons: list[NonNegativeFloat] | None = None,
+        clamp: bool = True,
     ) -> None:
+        self.clamp = clamp
         self.grid = {"temperature": temperatures or [temperature], "epsilon": epsilons or [epsilon]}
         self._choose(temperature, epsilon)
 
     def _choose(self, temperature: float, epsilon: float) -> None:
         self.temperature, self.epsilon = temperature, epsilon
-        self.name = f"odin_T{temperature:g}_eps{epsilon:g}"
+        self.name = f"odin_T{temperature:g}_eps{epsilon:g}" + ("" if self.clamp else "_unclamped")
 
     @property
     def needs_tuning(self) -> bool:
@@ -127,11 +141,12 @@ class ODIN(Detector):
     ) -> TuningResult:
         """Keep the (T, ε) with the best validation AUROC; the AUROC grid is (|T|, |ε|)."""
         id_scores, ood_scores = (
-            odin_grid(model, batches, *self.grid.values()) for batches in (id_batches, ood_batches)
+            odin_grid(model, batches, *self.grid.values(), clamp=self.clamp)
+            for batches in (id_batches, ood_batches)
         )
         result = TuningResult.from_scores(self.grid, id_scores, ood_scores)
         self._choose(**result.best)
         return result
 
     def score(self, batch: ScoredBatch) -> torch.Tensor:
-        return odin(batch.model, batch.images, self.temperature, self.epsilon)
+        return odin(batch.model, batch.images, self.temperature, self.epsilon, clamp=self.clamp)
