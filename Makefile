@@ -15,6 +15,8 @@ export DLA_DATA_ARCHIVES ?= $(abspath ../shared/data)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the tests' independent attack reference, without its pins (see pyproject's `test` extra)
+	$(PY) -m pip install --quiet --no-deps 'torchattacks==3.5.1'
 	touch $@
 
 env: $(VENV)/.installed

@@ -19,8 +19,10 @@ SWEEP_PANELS = {
 }
 
 
-def plot_attack_sweep(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """The attack metrics vs ε per step, one line per attack."""
+def plot_attack_sweep(
+    rows: Sequence[dict], path: str | Path, title: str = "", xlabel: str = "ε per step (/255)"
+) -> Path:
+    """The attack metrics vs ε (per step, or the radius of the L∞ ball), one line per attack."""
     fig = Figure(figsize=(3.4 * len(SWEEP_PANELS), 3.0))
     axes = fig.subplots(1, len(SWEEP_PANELS))
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
@@ -29,7 +31,7 @@ def plot_attack_sweep(rows: Sequence[dict], path: str | Path, title: str = "") -
             points = [(r["epsilon"], r[key]) for r in rows if r["attack"] == name]
             ax.plot(*zip(*points, strict=True), marker="o", label=name)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("ε per step (/255)")
+        ax.set_xlabel(xlabel)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -41,18 +43,12 @@ def plot_attack_sweep(rows: Sequence[dict], path: str | Path, title: str = "") -
 def plot_attack_examples(
     result: AttackResult,
     class_names: Sequence[str],
-    count: int,
+    chosen: Sequence[int],
     path: str | Path,
     title: str = "",
 ) -> Path:
     """Rows of original | perturbation (amplified to the full range) | adversarial, with the
-    predicted class and its confidence, for the first ``count`` real successes (images the model
-    got right before the attack), then other images."""
-    right_before = result.prediction_before == result.labels
-    chosen = (result.success & right_before).nonzero().squeeze(1)[:count].tolist()
-    # then other images, those the model got right first
-    order = right_before.float().argsort(descending=True, stable=True).tolist()
-    chosen += [i for i in order if i not in chosen][: count - len(chosen)]
+    predicted class and its confidence, for the images ``chosen`` (positions in ``result``)."""
     fig = Figure(figsize=(5.4, 1.9 * len(chosen)))
     axes = fig.subplots(len(chosen), 3, squeeze=False)
     for row, i in enumerate(chosen):

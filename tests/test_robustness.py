@@ -12,29 +12,60 @@ import yaml
 from common.cli import main
 from common.data import FakeDataModule
 from common.data.datamodule import TensorImageDataset
-from lab4.attacks import ATTACKS, Attack
+from lab4.attacks import ATTACKS, Attack, AttackResult
 from lab4.models import SimpleCNN
-from lab4.robustness import RobustnessEvaluation, attack_sample
+from lab4.robustness import RobustnessEvaluation, attack_sample, example_rows
 from tests.conftest import REPO
 
 ATTACK_CONFIGS = REPO / "configs/lab4/attacks"
 
 
-def test_the_sample_is_chosen_by_identity_whatever_the_serving_order():
-    data = FakeDataModule(test_size=50, seed=3)
+def test_the_sample_is_class_balanced_and_chosen_by_identity_whatever_the_serving_order():
+    data = FakeDataModule(num_classes=4, test_size=60, seed=3)
     data.setup("test")
     served = data.splits["test"]
-    assert not torch.equal(served.ids, torch.arange(50))  # served in a mixed order
+    assert not torch.equal(served.ids, torch.arange(60))  # served in a mixed order
     source = data.load("test")  # file order
-    ids = torch.randperm(50, generator=torch.Generator().manual_seed(3))[:10].sort().values
+    # independently: each class's images in the seeded shuffle of the file positions, and the
+    # first of each class, then the second, …: 10 images of 4 classes = 3 + 3 + 2 + 2
+    shuffled = torch.randperm(60, generator=torch.Generator().manual_seed(3)).tolist()
+    per_class = [[i for i in shuffled if source.targets[i] == c] for c in range(4)]
+    ids = sorted(sum((per_class[c][:quota] for c, quota in enumerate((3, 3, 2, 2))), []))
     images, labels = attack_sample(data, 10)
     assert torch.equal(images, source.images[ids]) and torch.equal(labels, source.targets[ids])
-    order = torch.randperm(50, generator=torch.Generator().manual_seed(99))
+    assert labels.bincount().tolist() == [3, 3, 2, 2]
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(99))
     data.splits["test"] = TensorImageDataset(
         served.images[order], served.targets[order], served.ids[order]
     )
     again = attack_sample(data, 10)
     assert torch.equal(again[0], images) and torch.equal(again[1], labels)
+    # classes that run out leave their turns to the others: all but one image = all but the
+    # last turn of a largest class; more images than there are: all of them
+    sizes = source.targets.bincount()
+    left_out = sizes - attack_sample(data, 60 - 1)[1].bincount(minlength=4)
+    assert left_out.sum() == 1 and sizes[left_out.argmax()] == sizes.max()
+    assert len(attack_sample(data, 1000)[0]) == 60
+
+
+def test_the_examples_go_round_robin_over_the_classes_successes_first():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    before = torch.tensor([0, 0, 0, 1, 0, 2, 2, 2])  # image 4 was wrong before the attack
+    success = torch.tensor([False, True, True, False, True, False, False, True])
+    probabilities_before = torch.nn.functional.one_hot(before, 3).float()
+    result = AttackResult(
+        images=torch.zeros(8, 3, 2, 2),
+        adversarial=torch.zeros(8, 3, 2, 2),
+        labels=labels,
+        targets=None,
+        probabilities_before=probabilities_before,
+        probabilities_after=probabilities_before,
+        success=success,
+        iterations=torch.zeros(8, dtype=torch.long),
+    )
+    # class 0: successes 1, 2 then 0; class 1: 3 (right before) then 4; class 2: 7, then 5, 6
+    assert example_rows(result, 8) == [1, 3, 7, 2, 4, 5, 0, 6]
+    assert example_rows(result, 3) == [1, 3, 7]
 
 
 class TwoSteps(Attack):
@@ -60,6 +91,34 @@ def test_the_callback_builds_its_attacks_from_the_registry(monkeypatch):
     # the example is the last attack at the middle ε: two steps of 2/255 on every image
     assert (example.iterations == 2).all()
     assert (example.adversarial - example.images).abs().max() == pytest.approx(4 / 255, abs=1e-6)
+
+
+def test_the_callback_attacks_in_balls_with_each_attacks_step_rule():
+    data = FakeDataModule(image_shape=(3, 8, 8), test_size=20, batch_size=8)
+    data.setup("test")
+    trainer = SimpleNamespace(datamodule=data, strategy=SimpleNamespace(root_device="cpu"))
+    torch.manual_seed(0)
+    model = SimpleCNN((4, 8), num_classes=10, mean=[0.5] * 3, std=[0.29] * 3).eval()
+    callback = RobustnessEvaluation(
+        epsilons=[2, 8],
+        attacks=["fgsm", "pgd", "apgd_ce"],
+        iterations=None,
+        budget_mode="ball",
+        restarts=2,
+        num_images=10,
+    )
+    rows, example = callback.sweep(trainer, model)
+    assert [(r["attack"], r["epsilon"], r["steps"], r["restarts"]) for r in rows] == [
+        ("fgsm", 2, 1, 1), ("fgsm", 8, 1, 1),
+        ("pgd", 2, 20, 2), ("pgd", 8, 20, 2),
+        ("apgd_ce", 2, 100, 2), ("apgd_ce", 8, 100, 2),
+    ]  # fmt: skip
+    # the example is APGD-CE at 8/255: inside that ball, every image at most 2 runs × 100 steps
+    assert (example.adversarial - example.images).abs().max() <= 8 / 255 + 1e-6
+    assert example.iterations.max() <= 200
+    assert "robust/apgd_ce/linf8/robust_accuracy" in callback.metrics(rows)
+    with pytest.raises(ValueError, match="budget must be null"):
+        RobustnessEvaluation(budget=4, budget_mode="ball")
 
 
 def sweep(data_dir, run_dir, *extra: str) -> None:
@@ -119,6 +178,22 @@ def test_sweep_writes_json_tables_figures_and_the_report_reads_them(ood_folders,
     }
 
 
+def test_the_strong_evaluation_runs_as_an_override_and_writes_its_own_files(ood_folders, tmp_path):
+    """configs/lab4/attacks/strong.yaml (configs/lab4/blocks/attack_strong.yaml) end to end."""
+    sweep(ood_folders, tmp_path, f"--config={ATTACK_CONFIGS / 'strong.yaml'}")
+    (version,) = tmp_path.glob("version_*")
+    run = json.loads((version / "robustness_strong.json").read_text())
+    assert (run["budget_mode"], run["num_images"]) == ("ball", 8)
+    assert [(r["attack"], r["epsilon"], r["steps"]) for r in run["rows"]] == [
+        ("fgsm", 1, 1), ("fgsm", 8, 1), ("pgd", 1, 20), ("pgd", 8, 20),
+        ("apgd_ce", 1, 100), ("apgd_ce", 8, 100),
+    ]  # fmt: skip
+    assert "| apgd_ce | 8 | 100 × 1 |" in (version / "robustness_strong.md").read_text()
+    assert (version / "robustness_strong_examples.png").stat().st_size > 5_000
+    assert not list(version.glob("robustness.*"))
+    assert "robust/apgd_ce/linf8/robust_accuracy" in (version / "metrics.csv").read_text()
+
+
 def main_report(tmp_path, run_dir) -> str:
     output = tmp_path / "report" / "attacks.md"
     main(
@@ -153,6 +228,8 @@ def test_an_unknown_target_class_fails_in_one_line_with_the_choices(ood_folders,
     [
         "--trainer.callbacks.epsilons=[-1]",
         "--trainer.callbacks.attacks=[fgsmm]",
+        "--trainer.callbacks.budget_mode=sphere",
+        "--trainer.callbacks.restarts=0",
         "--trainer.callbacks.iterations=0",
         "--trainer.callbacks.num_images=0",
         "--trainer.callbacks.examples=-1",

@@ -5,14 +5,16 @@ normalises inside).
 that succeeds stops while the rest of the batch goes on (``stop_on_success``), at most
 ``iterations`` steps, optionally projected onto an L∞ ball of radius ``budget`` around x and
 started from a random point of that ball; with ``targets`` it steps *down* the target's loss.
-The methods (:mod:`lab4.attacks.fgsm`, ``iterative``, ``pgd``) are choices of these options.
-:func:`attack` adds the bookkeeping (:class:`AttackResult`) and :func:`attack_metrics` turns a
-result into the numbers the labs report, defined once here.
+The methods (:mod:`lab4.attacks.fgsm`, ``iterative``, ``pgd``) are choices of these options;
+APGD (:mod:`lab4.attacks.apgd`) has a loop of its own, and
+:func:`lab4.attacks.restarts.best_of_restarts` repeats either. :func:`record` adds the bookkeeping
+(:class:`AttackResult`) and :func:`attack_metrics` turns a result into the numbers the labs
+report, defined once here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -72,23 +74,25 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def attack(
+#: ``perturb(images, labels, targets) -> (adversarial images, gradient steps per image)``
+Perturb = Callable[
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]
+]
+
+
+def record(
     model: nn.Module,
+    perturb: Perturb,
     images: torch.Tensor,
     labels: torch.Tensor,
-    step_size: float,
-    iterations: int = 1,
-    **options,
+    targets: torch.Tensor | None = None,
 ) -> AttackResult:
-    """Attack a batch of [0, 1] images with :func:`perturb` and record what happened to each;
-    the arguments are :func:`perturb`'s (``options``: budget, random_start, targets,
-    stop_on_success, generator)."""
+    """Attack a batch of [0, 1] images with ``perturb`` and record what happened to each."""
     labels = labels.to(images.device)
-    targets = options.get("targets")
-    targets = options["targets"] = None if targets is None else targets.to(images.device)
+    targets = None if targets is None else targets.to(images.device)
     with eval_mode(model), torch.no_grad():
         probabilities_before = model(images).softmax(dim=1)
-    adversarial, steps = perturb(model, images, labels, step_size, iterations, **options)
+    adversarial, steps = perturb(images, labels, targets)
     with eval_mode(model), torch.no_grad():
         probabilities_after = model(adversarial).softmax(dim=1)
     predicted = probabilities_after.argmax(dim=1)
@@ -103,6 +107,25 @@ def attack(
         success=success,
         iterations=steps,
     )
+
+
+def attack(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    step_size: float,
+    iterations: int = 1,
+    **options,
+) -> AttackResult:
+    """Attack a batch of [0, 1] images with :func:`perturb` and record what happened to each;
+    the arguments are :func:`perturb`'s (``options``: budget, random_start, targets,
+    stop_on_success, generator)."""
+    targets = options.pop("targets", None)
+
+    def run(images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None):
+        return perturb(model, images, labels, step_size, iterations, targets=targets, **options)
+
+    return record(model, run, images, labels, targets)
 
 
 def perturb(
@@ -182,7 +205,8 @@ def attack_metrics(result: AttackResult) -> dict[str, float]:
 
     - ``success_rate``: fraction of those now predicted ≠ label (untargeted) or = target
       (targeted; samples whose true class is the target are left out too);
-    - ``mean_iterations``: gradient steps applied until success, averaged over the successes;
+    - ``mean_iterations``: gradient steps applied until success (all runs of an attack with
+      restarts), averaged over the successes;
     - ``confidence_drop``: mean fall of the true-class probability (before − after);
     - ``target_confidence_gain``: mean rise of the target's probability (targeted only);
     - ``robust_accuracy``: fraction of *all* samples still classified correctly after the attack;

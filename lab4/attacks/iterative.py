@@ -14,8 +14,9 @@ class IterativeFGSM(Attack):
     ``x₀ = x``, ``x_{k+1} = Π(clip[0,1](x_k + ε·sign(∇ₓ CE(f(x_k), y))))`` for at most
     ``steps`` steps, Π the projection onto the L∞ ball of radius ``budget`` around x (none by
     default). With ``stop_on_success`` (the default) each image stops at its first success while
-    the rest of the batch goes on, so ``run`` counts the steps each image needed. Arguments: see
-    :class:`~lab4.attacks.base.Attack`.
+    the rest of the batch goes on, so ``run`` counts the steps each image needed. In the L∞ ball
+    of radius ε (:meth:`~lab4.attacks.base.Attack.in_ball`): 20 steps of ε/4 from x (PGD-20
+    without its random start). Arguments: see :class:`~lab4.attacks.base.Attack`.
 
     Example::
 
