@@ -80,3 +80,72 @@ class SimpleCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(images))
+
+
+def standardize_per_image(images: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``(x − mean) / sqrt(var + eps²)`` over each image's C×H×W values (``[N, C, H, W]`` in and
+    out): what is left is the image's pattern, not its offset or scale. ``eps`` is tiny because
+    input gradients are (≈1e-6 for confident predictions); it keeps a constant image finite."""
+    flat = images.flatten(1)
+    mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+    variance = flat.var(dim=1, correction=0).view(-1, 1, 1, 1)
+    return (images - mean) / torch.sqrt(variance + eps * eps)
+
+
+class JacobianAdaptor(nn.Module):
+    """JARN's adaptor A: input gradients (Jacobians) → image-like maps in [-1, 1].
+
+    Each Jacobian is standardised per image (:func:`standardize_per_image`: zero mean, unit
+    variance; the official JARN code L2-normalises it, the same up to a constant factor), then a
+    ``kernel_size`` convolution (1×1 in the paper: a learnt per-pixel colour mixing) and tanh.
+
+    Args:
+        channels: image channels (in and out).
+        kernel_size: the convolution's size (odd; 1: the paper's).
+
+    Example::
+
+        adapted = JacobianAdaptor(3)(torch.randn(8, 3, 32, 32) * 1e-4)  # same shape, in [-1, 1]
+    """
+
+    def __init__(self, channels: int = 3, kernel_size: int = 1) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"JacobianAdaptor needs an odd kernel_size, got {kernel_size}")
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, jacobians: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(standardize_per_image(jacobians)))
+
+
+class JacobianDiscriminator(nn.Module):
+    """JARN's discriminator D: one logit per image, > 0 for "a real image", < 0 for "an adapted
+    Jacobian".
+
+    Every input is first standardised per image (:func:`standardize_per_image`; the official
+    code L2-normalises both kinds of input), so D judges patterns, not brightness or range (real
+    images lie in [0, 1], adapted Jacobians in [-1, 1]). Then per width a 4×4 stride-2
+    convolution and LeakyReLU(0.2) (DCGAN's discriminator, without BatchNorm, so real and
+    adapted batches do not mix through batch statistics), global average pooling and a linear
+    layer. Any image size.
+
+    Args:
+        widths: channels of each stride-2 convolution.
+        in_channels: image channels.
+
+    Example::
+
+        logits = JacobianDiscriminator((16, 32))(torch.rand(8, 3, 32, 32))   # [8]
+    """
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 64), in_channels: int = 3) -> None:
+        super().__init__()
+        layers, channels = [], in_channels
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(standardize_per_image(images))).squeeze(1)
