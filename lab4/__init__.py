@@ -14,6 +14,11 @@ COMMANDS = {
         alias="test",
     ),
     "report": Command(
-        "one table over several `test` runs (OOD, attacks, adversarial)", "lab4.report"
+        "one table over several `test` runs (OOD, attacks, adversarial, robustness)",
+        "lab4.report",
+    ),
+    "saliency": Command(
+        "input-gradient maps of several models on the same test images, one PNG grid",
+        "lab4.saliency",
     ),
 }

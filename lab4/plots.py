@@ -3,9 +3,10 @@ pyplot state, so they are safe in callbacks and threads)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import torch
 from matplotlib.figure import Figure
 
 from common.plots import save_figure
@@ -69,6 +70,34 @@ def plot_attack_examples(
                 confidence, predicted = probabilities.max(dim=0)
                 name += f"\n{class_names[predicted]} {confidence:.2f}"
             ax.set_title(name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_saliency_grid(
+    images: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    names: Sequence[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """A grid: the images ``[N, C, H, W]`` in the first row, then one row per model of its maps
+    (``maps[label]``, like the images and in [0, 1]), the model's label on the left and each
+    image's class name (``names``) above its column."""
+    rows = [("image", images), *maps.items()]
+    fig = Figure(figsize=(1.1 * len(images) + 1.2, 1.15 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), len(images), squeeze=False)
+    for row, (label, pictures) in enumerate(rows):
+        for column, picture in enumerate(pictures):
+            ax = axes[row][column]
+            ax.imshow(picture.permute(1, 2, 0).squeeze(-1).float().clamp(0, 1).cpu().numpy(),
+                      cmap="gray", vmin=0, vmax=1)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(names[column], fontsize=8)
+        axes[row][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)

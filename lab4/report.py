@@ -16,6 +16,11 @@
 - ``attacks`` (``results/lab4/attacks/attacks.md``): the attack sweeps
   (``configs/lab4/attacks/``), each model's newest ``robustness.json`` per target, untargeted
   first, one row per attack × ε; each sweep's json and figures go beside the table.
+- ``robustness`` (``results/lab4/robustness.md``): the field's standard evaluation, one row per
+  model from the newest ``robustness_strong.json`` (``configs/lab4/blocks/attack_strong.yaml``,
+  L∞ balls): clean accuracy, robust accuracy per attack × radius, and the training wall time of
+  the fit in the same run folder (:func:`fit_seconds`). A model without that test run yet is
+  listed as "not run"; each json goes beside the table.
 
 Without ``--output`` the table is printed and nothing is written. With it, every run is read
 first (a missing one stops the report in one line, before anything is written), then the table
@@ -34,8 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from jsonargparse import Namespace
 
+from common.checkpoints import read_checkpoint
 from common.commands import command_parser, copy_atomic, write_text_atomic
 from common.metrics import OOD_METRIC_LEGEND, OOD_METRIC_TITLES, OOD_METRICS
 from common.sweep import slugify
@@ -232,11 +239,105 @@ def attacks_report(cfg: Namespace) -> Report:
     return Report("\n".join(lines) + "\n", files)
 
 
+#: an attack's name in the robustness table (``{steps}``: its steps per run)
+ATTACK_TITLES = {"fgsm": "FGSM", "iterative": "I-FGSM-{steps}", "pgd": "PGD-{steps}",
+                 "apgd_ce": "APGD-CE"}  # fmt: skip
+
+
+def fit_seconds(run_dir: Path) -> tuple[float, bool] | None:
+    """The training wall time of the fit in ``run_dir``: ``(seconds, exact)``, ``None`` if the
+    folder holds no fit.
+
+    Exact where the fit had Lightning's ``Timer`` callback (``--trainer.callbacks+=Timer
+    --trainer.callbacks.interval=epoch``; without an interval the CLI cannot write the default,
+    an enum, into config.yaml): its ``time_elapsed["train"]`` in ``checkpoints/last.ckpt``
+    (resumed sessions included).
+    Otherwise approximate, from file times: a fit session is a ``version_*`` folder whose
+    ``metrics.csv`` has ``train/`` columns; it lasts from its ``config.yaml`` (written once the
+    data are loaded, as training starts) to the last write of its ``metrics.csv`` (its end).
+    The training is the newest session that started afresh (``ckpt_path: null`` in its
+    config) and the sessions that resumed it after; their durations are summed, so the pauses
+    between them do not count while validation and the per-epoch monitors do.
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        callbacks = read_checkpoint(last).get("callbacks", {})
+        timer = next((s for k, s in callbacks.items() if k.startswith("Timer")), None)
+        if timer is not None:
+            return float(timer["time_elapsed"]["train"]), True
+    sessions = []
+    for config in sorted(run_dir.glob("version_*/config.yaml"), key=lambda p: p.stat().st_mtime):
+        metrics = config.with_name("metrics.csv")
+        if metrics.is_file() and "train/" in metrics.open().readline():
+            fresh = (yaml.safe_load(config.read_text()) or {}).get("ckpt_path") is None
+            sessions = [] if fresh else sessions
+            sessions.append(metrics.stat().st_mtime - config.stat().st_mtime)
+    return (sum(sessions), False) if sessions else None
+
+
+def duration(seconds: float) -> str:
+    """``"42 s"``, ``"17 min"`` or ``"1.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+def robustness_report(cfg: Namespace) -> Report:
+    """The field's robustness table: clean and robust accuracy per attack × L∞ radius
+    (``robustness_strong.json``) and the training wall time, one row per model."""
+    runs, files, missing = {}, {}, []
+    for label, run_dir in cfg.runs.items():
+        if not list(Path(run_dir).glob("version_*/robustness_strong.json")):
+            log.warning("%s: no strong test run in %s yet; listed as not run", label, run_dir)
+            missing.append(label)
+            continue
+        path = versions(Path(run_dir), "robustness_strong.json")[-1]
+        runs[label] = json.loads(path.read_text())
+        files[f"{slugify(label)}_robustness_strong.json"] = path
+    columns: dict[tuple, str] = {}  # (attack, steps, restarts, ε) → header, first seen first
+    for run in runs.values():
+        for row in run["rows"]:
+            title = ATTACK_TITLES.get(row["attack"], row["attack"]).format(steps=row["steps"])
+            if row["attack"] == "apgd_ce" and row["steps"] != 100:  # 100: AutoAttack's, unsaid
+                title += f"-{row['steps']}"
+            title += f" ×{row['restarts']}" if row["restarts"] > 1 else ""
+            key = (row["attack"], row["steps"], row["restarts"], row["epsilon"])
+            columns.setdefault(key, f"{title} {row['epsilon']:g}/255")
+
+    def wall_time(run_dir: str) -> str:
+        found = fit_seconds(Path(run_dir))
+        return "—" if found is None else ("" if found[1] else "≈ ") + duration(found[0])
+
+    rows = []
+    for label, run in runs.items():
+        robust = {(r["attack"], r["steps"], r["restarts"], r["epsilon"]): r for r in run["rows"]}
+        cells = [f"{robust[k]['robust_accuracy']:.3f}" if k in robust else "—" for k in columns]
+        clean = run["rows"][0]["clean_accuracy"]
+        rows.append([label, f"{clean:.3f}", *cells, wall_time(cfg.runs[label])])
+    rows += [[label, "not run", *[""] * len(columns), wall_time(cfg.runs[label])]
+             for label in missing]  # fmt: skip
+    sizes = " / ".join(sorted({str(run["num_images"]) for run in runs.values()})) or "the"
+    header = ["model", "clean acc", *[f"{c} ↑" for c in columns.values()], "training time"]
+    lines = [
+        f"Robust accuracy: the fraction of {sizes} CIFAR-10 test images (class-balanced, the same",
+        "for every model) still classified correctly when the attack may move each pixel by at",
+        "most ε/255 (the L∞ ball); clean acc: of the same images. FGSM: one step of ε; PGD-k: k",
+        "steps of ε/4 from a random start; APGD-CE: 100 iterations (APGD-CE-k: k) of its own",
+        "step-size schedule (AutoAttack's first attack); ×R: R restarts. Training time: wall time",
+        "of the fit (validation and monitors included) on the machine that ran it; ≈: from file",
+        "times (lab4.report.fit_seconds), exact when the fit had a Timer callback.",
+        "",
+        *markdown(header, rows, "---|" + "---:|" * (len(header) - 1)),
+    ]
+    return Report("\n".join(lines) + "\n", files)
+
+
 #: ``--kind`` → the function that builds its report from the parsed options
 KINDS: dict[str, Callable[[Namespace], Report]] = {
     "ood": ood_report,
     "adversarial": adversarial_report,
     "attacks": attacks_report,
+    "robustness": robustness_report,
 }
 
 

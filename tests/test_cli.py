@@ -195,7 +195,8 @@ COMMAND_CONFIGS = {
         "sweep": None,  # no Lab 4 sweep config: the option list is printed instead
         "attack": "lab4/attacks/fgsm_sweep.yaml",
         "odin": "lab4/ood/odin_search.yaml",
-        "report": "lab4/ood/report.yaml",
+        "report": "lab4/ood/report.yaml",  # every report.yaml: tests/test_report.py
+        "saliency": "lab4/robustness/saliency.yaml",
     },
 }
 

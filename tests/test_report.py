@@ -6,9 +6,12 @@ import math
 import os
 
 import pytest
+import torch
+import yaml
 
 from common.cli import main
 from lab4.report import main as report
+from tests.conftest import REPO
 
 
 def write_csv(path, rows):
@@ -188,12 +191,12 @@ def test_attacks_table_from_the_newest_sweep_of_each_target(attack_runs, tmp_pat
     assert copied["rows"][0]["robust_accuracy"] == 0.125
 
 
-@pytest.mark.parametrize("kind", ["ood", "adversarial", "attacks"])
+@pytest.mark.parametrize("kind", ["ood", "adversarial", "attacks", "robustness"])
 def test_without_output_the_table_is_printed_and_nothing_written(
     kind, ood_runs, attack_runs, tmp_path, monkeypatch, capsys
 ):
     runs = attack_runs if kind == "attacks" else ood_runs
-    if kind == "adversarial":
+    if kind in ("adversarial", "robustness"):
         runs = {"never run": str(tmp_path / "none")}
     before = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)
@@ -212,3 +215,127 @@ def test_a_missing_run_stops_before_anything_is_written(attack_runs, tmp_path):
     assert "no robustness.json under" in str(error.value) and "\n" not in str(error.value)
     assert output.read_text() == "the committed table\n"
     assert [p.name for p in output.parent.iterdir()] == ["attacks.md"]  # no figure copied
+
+
+STRONG = [("fgsm", 1), ("pgd", 20), ("apgd_ce", 100)]
+
+
+def strong_json(version, clean, robust, attacks=STRONG, mtime=None):
+    """A ``robustness_strong.json`` as RobustnessEvaluation.write_tables writes it (ball mode)."""
+    rows = [
+        {"attack": attack, "epsilon": epsilon, "steps": steps, "restarts": 1, "samples": 1000.0,
+         "clean_accuracy": clean, "misclassified_before": 1000 * (1 - clean),
+         "success_rate": 0.5, "mean_iterations": math.nan if attack == "fgsm" else 3.5,
+         "confidence_drop": 0.25, "robust_accuracy": robust[attack] / epsilon, "seconds": 2.0}
+        for attack, steps in attacks
+        for epsilon in (2.0, 8.0)
+    ]  # fmt: skip
+    run = {"label": version.parent.name, "target": None, "num_images": 1000, "iterations": None,
+           "budget": None, "budget_mode": "ball", "restarts": 1, "rows": rows}  # fmt: skip
+    version.mkdir(parents=True, exist_ok=True)
+    path = version / "robustness_strong.json"
+    path.write_text(json.dumps(run, indent=1))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def fit_version(version, start, end, resumed=False):
+    """A fit session's files: config.yaml written at ``start``, metrics.csv last at ``end``."""
+    version.mkdir(parents=True)
+    ckpt_path = "runs/x/checkpoints/last.ckpt" if resumed else "null"
+    (version / "config.yaml").write_text(f"seed_everything: 0\nckpt_path: {ckpt_path}\n")
+    write_csv(version / "metrics.csv", [{"epoch": 0, "train/loss": 1.0, "val/acc": 0.5}])
+    os.utime(version / "config.yaml", (start, start))
+    os.utime(version / "metrics.csv", (end, end))
+
+
+@pytest.fixture
+def strong_runs(tmp_path):
+    """A model fitted three times (abandoned, fresh, resumed) then tested twice; a model whose
+    fit had a Timer and whose evaluation had no APGD-CE; a model with a fit but no test yet."""
+    cnn = tmp_path / "runs/cnn"
+    fit_version(cnn / "version_0", 100, 200)  # an earlier fit, started over (--overwrite)
+    fit_version(cnn / "version_1", 1_000, 4_600)  # 3600 s
+    fit_version(cnn / "version_2", 5_000, 5_600, resumed=True)  # + 600 s
+    strong_json(cnn / "version_3", 0.5, {"fgsm": 0.8, "pgd": 0.8, "apgd_ce": 0.8}, mtime=6_000)
+    write_csv(cnn / "version_3/metrics.csv", [{"test/acc": 0.8}])  # a test run: not a fit
+    strong_json(cnn / "version_4", 0.75, {"fgsm": 1.0, "pgd": 0.5, "apgd_ce": 0.25}, mtime=7_000)
+    timed = tmp_path / "runs/timed"
+    strong_json(timed / "version_1", 0.625, {"fgsm": 0.5, "pgd": 0.25}, STRONG[:2])
+    fit_version(timed / "version_0", 0, 10_000)  # file times say 10000 s; the Timer knows better
+    (timed / "checkpoints").mkdir()
+    torch.save(
+        {"pytorch-lightning_version": "2.5.0", "state_dict": {},
+         "callbacks": {"Timer": {"time_elapsed": {"train": 42.4, "validate": 3.0, "test": 0.0}}}},
+        timed / "checkpoints/last.ckpt",
+    )  # fmt: skip
+    fit_version(tmp_path / "runs/untested/version_0", 0, 5_400)
+    return {"CNN": str(cnn), "JARN": str(timed), "PGD-7": str(tmp_path / "runs/untested"),
+            "never run": str(tmp_path / "runs/none")}  # fmt: skip
+
+
+def test_robustness_table_robust_accuracy_per_attack_and_radius_and_training_time(
+    strong_runs, tmp_path
+):
+    output = tmp_path / "results/robustness.md"
+    text = report(["--kind=robustness", f"--runs={strong_runs}", f"--output={output}"])
+    assert output.read_text() == text
+    lines = text.splitlines()
+    assert lines[0].startswith("Robust accuracy: the fraction of 1000 CIFAR-10 test images")
+    table = lines[lines.index("") + 1 :]
+    assert table == [
+        "| model | clean acc | FGSM 2/255 ↑ | FGSM 8/255 ↑ | PGD-20 2/255 ↑ | PGD-20 8/255 ↑ "
+        "| APGD-CE 2/255 ↑ | APGD-CE 8/255 ↑ | training time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CNN | 0.750 | 0.500 | 0.125 | 0.250 | 0.062 | 0.125 | 0.031 | ≈ 70 min |",
+        "| JARN | 0.625 | 0.250 | 0.062 | 0.125 | 0.031 | — | — | 42 s |",
+        "| PGD-7 | not run |" + "  |" * 6 + " ≈ 1.5 h |",  # fitted (5400 s), not tested
+        "| never run | not run |" + "  |" * 6 + " — |",
+    ]
+    assert sorted(p.name for p in output.parent.iterdir()) == [
+        "cnn_robustness_strong.json", "jarn_robustness_strong.json", "robustness.md"
+    ]  # fmt: skip
+    copied = json.loads((output.parent / "cnn_robustness_strong.json").read_text())
+    assert copied["rows"][0]["clean_accuracy"] == 0.75  # the newest test run's (version_4)
+
+
+def test_robustness_table_names_restarts_and_other_step_counts(tmp_path):
+    version = tmp_path / "runs/cnn/version_0"
+    strong_json(version, 0.5, {"pgd": 0.5, "apgd_ce": 0.5}, [("pgd", 10), ("apgd_ce", 50)])
+    path = version / "robustness_strong.json"
+    run = json.loads(path.read_text())
+    for row in run["rows"]:
+        row["restarts"] = 5
+    path.write_text(json.dumps(run))
+    text = report(["--kind=robustness", f"--runs={{'CNN': '{tmp_path / 'runs/cnn'}'}}"])
+    header = "| model | clean acc | PGD-10 ×5 2/255 ↑ | PGD-10 ×5 8/255 ↑ | APGD-CE-50 ×5 2/255 ↑"
+    assert header in text
+    assert text.rstrip().endswith("| CNN | 0.500 | 0.250 | 0.062 | 0.250 | 0.062 | — |")
+
+
+def test_the_strong_test_override_replaces_the_test_callbacks_by_the_strong_evaluation(capsys):
+    base, override = "configs/lab4/adversarial_cnn_cifar10.yaml", "configs/lab4/robustness"
+    with pytest.raises(SystemExit):
+        main(
+            "lab4",
+            ["test", f"--config={REPO / base}",
+             f"--config={REPO / 'configs/lab4/adversarial/cnn_fgsm_rs_eps8.yaml'}",
+             f"--config={REPO / override / 'strong_test.yaml'}", "--print_config"],
+        )  # fmt: skip
+    printed = yaml.safe_load(capsys.readouterr().out)
+    (callback,) = printed["trainer"]["callbacks"]
+    assert callback["class_path"] == "lab4.robustness.RobustnessEvaluation"
+    assert callback["init_args"]["stem"] == "robustness_strong"
+    assert callback["init_args"]["budget_mode"] == "ball"
+    assert printed["trainer"]["default_root_dir"] == "runs/lab4/adversarial/cnn_fgsm_rs_eps8"
+
+
+@pytest.mark.parametrize(
+    "config", sorted((REPO / "configs/lab4").rglob("report.yaml")), ids=lambda p: p.parent.name
+)
+def test_every_report_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as done:
+        main("lab4", ["report", f"--config={config}", "--print_config"])
+    assert done.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["kind"] in ("ood", "adversarial", "attacks", "robustness") and printed["runs"]
