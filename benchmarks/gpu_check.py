@@ -7,7 +7,7 @@
      one image at a time (``attack_speed.py``): speed-up, goal >= 20×.
   3. Lab 4 OOD table: wall time of ``python -m lab4 test --config
      configs/lab4/ood/resnet20_pretrained.yaml`` (a subprocess, as a user runs it) and its
-     near-OOD (Imagenette) rows.
+     near-OOD group rows.
   4. Lab 3: caption → story for the same images batched vs one by one, fp32 as
      ``configs/lab3/story.yaml`` runs (``lab3_speed.py``).
 
@@ -174,10 +174,11 @@ def lab4_ood(device: torch.device, name: str, sizes: Sizes) -> list[str]:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"exit status {done.returncode}: {' / '.join(tail)}")
     lines = (done.stdout + done.stderr).splitlines()  # the table is logged: on stderr
-    table = [ln for ln in lines if ln.startswith(("| OOD set", "|---"))][:2]
-    near = [ln for ln in lines if ln.startswith("| imagenette |")]
+    header = [i for i, ln in enumerate(lines) if ln.startswith("| group |")]
+    table = lines[header[0] : header[0] + 2] if header else []
+    near = [ln for ln in lines if ln.startswith("| near |")]  # the near-OOD group's means
     if not near:
-        raise RuntimeError(f"no near-OOD (imagenette) rows in the output of {' '.join(command)}")
+        raise RuntimeError(f"no near-OOD group rows in the output of {' '.join(command)}")
     accuracy = [ln for ln in lines if ln.startswith("ID test accuracy")]
     return [
         f"`python -m lab4 test --config {OOD_CONFIG} --trainer.accelerator {accelerator}"

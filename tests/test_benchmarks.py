@@ -47,7 +47,7 @@ def test_gpu_check_tiny_on_cpu_reports_every_section(tmp_path):
         rf"\| one image per call \| {number} \| {number} \|\n\n"
         rf"speed-up \*\*{number}×\*\* .* on CPU",
         rf"## 3\. Lab 4 OOD table.*\n(.*\n)*?.*: \*\*{number} s\*\* wall on CPU .*\n\n"
-        rf"\| OOD set .*\n\|---.*\n(\| imagenette \| \w+ \| {number} \|.*\n)+",
+        rf"\| group .*\n\|---.*\n(\| near \| [\w.]+ \| {number} \|.*\n)+",
         rf"## 4\. Lab 3.*\n(.*\n)*?\| fp32 \| {number} \({number} s\) \| {number} \({number} s\) "
         rf"\| {number}x \| 2/2 \|\n\nbatched / one by one = \*\*{number}×\*\* .* on CPU",
     ]
