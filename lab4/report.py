@@ -134,7 +134,7 @@ def ood_report(cfg: Namespace) -> Report:
         first_columns(model, detector) + [cell(cells.get(s), OOD_METRICS) for s in ood_sets]
         for (model, detector), cells in per_set.items()
     ]
-    group_sets = "; ".join(f"{g} = {sets}" for g, sets in groups.items())
+    group_sets = "; ".join(f"{g} = {', '.join(sets.split())}" for g, sets in groups.items())
     lines = [
         f"ID = CIFAR-10 test. Means over each group's OOD sets ({group_sets}):",
         "",
