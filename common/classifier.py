@@ -99,7 +99,10 @@ class ImageClassifier(L.LightningModule):
         logits = self(images)
         if self.test_time_flip and stage != "train":
             logits = (logits + self(images.flip(-1))) / 2
-        loss = self.criterion(logits, targets)
+        if stage == "train":
+            loss = self.training_loss(images, logits, targets)
+        else:
+            loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss is {loss.item()} at step {self.global_step}: lower the learning "
@@ -111,6 +114,14 @@ class ImageClassifier(L.LightningModule):
         if stage == "train" and batch_idx % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss.detach(), prog_bar=True)
         return loss
+
+    def training_loss(
+        self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss of a training batch (``criterion``); a subclass whose loss needs more than
+        the logits (distillation: a teacher's logits of the same images) overrides it, and keeps
+        the NaN check, metrics and logging of :meth:`_shared_step`."""
+        return self.criterion(logits, targets)
 
     def _log_epoch(self, stage: str) -> None:
         self.log_dict(

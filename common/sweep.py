@@ -99,8 +99,10 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
     else:
         fit_rows = _newest_metrics(run_dir, "train/loss")
         val_acc = [(int(r["epoch"]), float(r["val/acc"])) for r in fit_rows if r.get("val/acc")]
+        test_rows = _newest_metrics(run_dir, "test/acc")
         result.update(
-            test_acc=_last_value(_newest_metrics(run_dir, "test/acc"), "test/acc"),
+            test_acc=_last_value(test_rows, "test/acc"),
+            teacher_test_acc=_last_value(test_rows, "test/teacher_acc"),  # distillation runs
             best_val_acc=max((acc for _, acc in val_acc), default=None),
             final_train_loss=_last_value(fit_rows, "train/loss"),
             trainable_params=_last_value(fit_rows, "trainable_params"),
@@ -132,6 +134,11 @@ def write_table(
             + ".",
             "",
         ]
+    teachers = sorted(
+        {r["teacher_test_acc"] for r in results.values() if r.get("teacher_test_acc")}
+    )
+    if teachers:  # a distillation sweep: the teacher's own accuracy, measured in its runs
+        lines += [f"Teacher: {', '.join(_fmt(t) for t in teachers)} test accuracy.", ""]
     lines.append("| model | " + " | ".join(f"{parameter_label} {v}" for v in values) + " |")
     lines.append("|---|" + "---:|" * len(values))
     for name in experiments:

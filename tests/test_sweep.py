@@ -97,3 +97,20 @@ def test_finetune_sweep_puts_the_baselines_first_and_counts_trainable_parameters
     assert params == {"linear SVM": "650", "AdamW": "650"}  # 64·10 + 10: the head only
     assert all(cells[-1].strip() == "ok" for cells in rows[1:])
     assert "Baselines: linear SVM" in table
+
+
+def test_the_table_names_the_teacher_of_a_distillation_sweep(tmp_path):
+    from common.sweep import write_table
+
+    run = {"status": "ok", "test_acc": 0.5, "fit_seconds": 1.0}
+    results = {
+        ("alone", None): run,
+        ("distilled", 1): {**run, "test_acc": 0.6, "teacher_test_acc": 0.875},
+        ("distilled", 2): {**run, "test_acc": 0.625, "teacher_test_acc": 0.875},
+    }
+    path = tmp_path / "table.md"
+    write_table(path, results, ["distilled"], [1, 2], "T", "# distillation")
+    text = path.read_text()
+    assert "Teacher: 0.8750 test accuracy." in text
+    assert "| distilled | 0.6000 | 0.6250 |" in text
+    assert "Baselines: alone 0.5000." in text
