@@ -21,7 +21,7 @@ import warnings
 from typing import Literal
 
 import torch
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
@@ -61,6 +61,9 @@ class JARNClassifier(ImageClassifier):
             taken at them, D's real images stay clean (JARN-AT1; the paper's ε: 8). ``None``: off.
         gradient_clip_val: clip the classifier's and adaptor's gradient norm to this (after fp16
             unscaling). Lightning refuses ``trainer.gradient_clip_val`` with manual optimization.
+        adversarial_start_epoch: epochs of plain cross-entropy training (no Jacobian, no D)
+            before the game starts — the official code switches the adversarial term on late in
+            training; from the first step (0) the classifier can hardly learn at λ = 1.
         **kwargs: see :class:`common.classifier.ImageClassifier`.
 
     Logs, as epoch means: ``train/loss`` (the classification loss alone, as ``val/loss``),
@@ -88,6 +91,7 @@ class JARNClassifier(ImageClassifier):
         discriminator_optimizer: OptimizerCallable = discriminator_adam,
         fgsm_epsilon: PositiveFloat | None = None,
         gradient_clip_val: PositiveFloat | None = None,
+        adversarial_start_epoch: NonNegativeInt = 0,
         **kwargs,
     ) -> None:
         with warnings.catch_warnings():  # the base class saves every __init__ argument; see below
@@ -111,6 +115,7 @@ class JARNClassifier(ImageClassifier):
             None if fgsm_epsilon is None else ATTACKS["fgsm"](self.model, fgsm_epsilon / 255)
         )
         self.gradient_clip_val = gradient_clip_val
+        self.adversarial_start_epoch = adversarial_start_epoch
         self.jarn_means = nn.ModuleDict(
             {name: MeanMetric() for name in ("adv_loss", "disc_loss", "disc_acc")}
         )
@@ -139,6 +144,13 @@ class JARNClassifier(ImageClassifier):
         images, targets = batch
         classifier_optimizer, discriminator_optimizer = self.optimizers()
         inputs = images if self.attack is None else self.attack(images, targets).detach()
+        if self.current_epoch < self.adversarial_start_epoch:  # warm-up: cross-entropy alone
+            logits = self(inputs)
+            loss = self.criterion(logits, targets)
+            self.mean_loss["train_loss"].update(loss.detach())
+            self.accuracy["train_acc"].update(logits.detach(), targets)
+            self._step_classifier(classifier_optimizer, loss, batch_idx)
+            return
         loss, jacobians = self.loss_and_jacobian(inputs, targets)
         adapted = self.adaptor(jacobians)
 
@@ -156,21 +168,33 @@ class JARNClassifier(ImageClassifier):
         # f and A against the updated D; D's parameters frozen meanwhile (no gradients for them)
         with self.toggled_optimizer(classifier_optimizer):
             adv_loss = self.generator_loss(self.discriminator(adapted))
-            total = loss + self.adversarial_weight * adv_loss
-            self._check_finite(total, "classifier")
-            classifier_optimizer.zero_grad()
-            self.manual_backward(total)
-            classifier_optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
-
+            self._step_classifier(
+                classifier_optimizer, loss + self.adversarial_weight * adv_loss, batch_idx, loss
+            )
         correct = torch.cat([real_logits > 0, fake_logits < 0]).float()
         self.jarn_means["adv_loss"].update(adv_loss.detach())
         self.jarn_means["disc_loss"].update(disc_loss.detach())
         self.jarn_means["disc_acc"].update(correct)
+
+    def _step_classifier(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total: torch.Tensor,
+        batch_idx: int,
+        loss: torch.Tensor | None = None,
+    ) -> None:
+        """One step of f and A on ``total``, the lr schedule's step, and the step log of the
+        classification ``loss`` (default: ``total``)."""
+        self._check_finite(total, "classifier")
+        optimizer.zero_grad()
+        self.manual_backward(total)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
         if batch_idx % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss.detach(), prog_bar=True)
+            shown = total if loss is None else loss
+            self.log("train/loss_step", shown.detach(), prog_bar=True)
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
         if not torch.isfinite(loss):

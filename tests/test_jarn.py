@@ -220,3 +220,21 @@ def test_the_config_fits_and_tests_its_best_checkpoint(tmp_path):
     main("lab4", ["fit", *args, "--trainer.max_epochs=1"])
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
     main("lab4", ["test", *args, "--ckpt_path=best"])
+
+
+def test_warm_up_epochs_train_the_classifier_alone_then_the_game_starts(tmp_path):
+    module = jarn(adversarial_start_epoch=1)
+    start = copy.deepcopy(module.state_dict())
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, loader())
+
+    def moved(prefix: str) -> bool:
+        return any(
+            not torch.equal(value, start[name])
+            for name, value in module.state_dict().items()
+            if name.startswith(prefix) and value.is_floating_point()
+        )
+
+    assert moved("model.") and not moved("discriminator.") and not moved("adaptor.")
+    assert module.jarn_means["disc_loss"].update_count == 0  # no game in the warm-up
+    trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(module, loader())
+    assert moved("discriminator.") and moved("adaptor.")
