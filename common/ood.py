@@ -66,6 +66,16 @@ class TuningResult:
         }
 
 
+def require_head(head: nn.Linear | None, detector: str) -> nn.Linear:
+    """``head`` for a detector whose :meth:`Detector.fit` needs the network's last layer (its
+    weights), with one clear error when it was not given."""
+    if head is None:
+        raise ValueError(
+            f"{detector} needs the network's last layer: fit(..., head=common.features.head(model))"
+        )
+    return head
+
+
 class Detector(ABC):
     """Base of the OOD detectors: :meth:`score` gives one score per image, higher = more
     in-distribution.

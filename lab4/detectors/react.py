@@ -12,7 +12,7 @@ from jsonargparse.typing import restricted_number_type
 from torch import nn
 
 from common.features import penultimate
-from common.ood import Detector, ScoredBatch, TuningResult
+from common.ood import Detector, ScoredBatch, TuningResult, require_head
 from lab4.detectors.energy import energy
 
 Percentile = restricted_number_type("Percentile", float, [(">", 0), ("<=", 100)])
@@ -79,10 +79,7 @@ class ReAct(Detector):
         targets: torch.Tensor | None = None,
         head: nn.Linear | None = None,
     ) -> ReAct:
-        if head is None:
-            raise ValueError(
-                "ReAct needs the network's last layer: fit(..., head=common.features.head(model))"
-            )
+        head = require_head(head, "ReAct")
         self.weight = head.weight.detach().float().cpu()
         self.bias = None if head.bias is None else head.bias.detach().float().cpu()
         candidates = sorted({*self.percentiles, self.percentile})

@@ -13,7 +13,7 @@ from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from common.features import penultimate
-from common.ood import Detector, ScoredBatch, TuningResult
+from common.ood import Detector, ScoredBatch, TuningResult, require_head
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ class ViM(Detector):
         targets: torch.Tensor | None = None,
         head: nn.Linear | None = None,
     ) -> ViM:
-        if head is None:
-            raise ValueError(
-                "ViM needs the network's last layer: fit(..., head=common.features.head(model))"
-            )
+        head = require_head(head, "ViM")
         features = features.double()
         size = features.shape[1]
         self.dims = [size // 2 if d is None else d for d in self.dims]  # the default dim
