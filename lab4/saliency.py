@@ -11,7 +11,8 @@ so a zero gradient is grey.
 
 ``--models`` maps each row's label to a ``fit`` checkpoint of the network ``--model`` (every
 Lightning module of the lab keeps it in ``.model``: ImageClassifier, AdversarialClassifier,
-JARNClassifier); a checkpoint that does not exist yet is skipped with a warning and the other
+JARNClassifier), or of the network ``--networks`` gives for that label (a ResNet-20 row among
+CNN rows); a checkpoint that does not exist yet is skipped with a warning and the other
 models are drawn; one that exists but does not fit stops the command. The images are
 :func:`lab4.robustness.attack_sample`'s class-balanced choice from the test split of ``--data``
 (with the data block of the attacks, a subset of the images the robustness table attacks).
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--model", type=nn.Module, required=True, sub_configs=True, help="the models' network"
     )
+    parser.add_argument(
+        "--networks",
+        type=dict[str, nn.Module],
+        default={},
+        help="row label → its network, for the rows whose network is not --model",
+    )
     parser.add_argument("--data", type=ImageDataModule, required=True, sub_configs=True)
     parser.add_argument("--num_images", type=PositiveInt, default=10, help="class-balanced")
     parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
@@ -85,6 +92,9 @@ def main(argv: list[str] | None = None) -> Path:
         "--output", type=str | None, default=None, help="the PNG (default: <run_dir>/saliency.png)"
     )
     cfg = parser.instantiate_classes(parser.parse_args(argv))
+    unknown = sorted(set(cfg.networks) - set(cfg.models))
+    if unknown:
+        raise SystemExit(f"error: --networks names rows that --models lacks: {', '.join(unknown)}")
     checkpoints = {label: path for label, path in cfg.models.items() if Path(path).is_file()}
     if not checkpoints:  # before the data are read
         raise SystemExit("error: none of the --models checkpoints exists; run `fit` first")
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
     labels = labels.to(run.device)
     maps = {}
     for label, path in checkpoints.items():
-        model = copy.deepcopy(run.model)
+        model = cfg.networks[label] if label in cfg.networks else copy.deepcopy(run.model)
         load_classifier_checkpoint(model, path)
         maps[label] = gradient_image(input_gradients(model.to(run.device), images, labels)).cpu()
     output = Path(cfg.output or run.run_dir / "saliency.png")

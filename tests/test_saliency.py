@@ -130,3 +130,17 @@ def test_no_checkpoint_at_all_and_a_checkpoint_of_another_network_stop_in_one_li
         saliency(tmp_path, {"a": save_checkpoint(tmp_path / "other.ckpt", other)})
     assert "does not fit" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "run/saliency.png").exists()
+
+
+def test_a_row_of_another_network_is_drawn_with_its_own_network(tmp_path):
+    other = SimpleCNN(widths=[4, 4, 4], mean=[0.5] * 3, std=[0.25] * 3)
+    models = {
+        "plain": save_checkpoint(tmp_path / "plain.ckpt", tiny_cnn(1)),
+        "deeper": save_checkpoint(tmp_path / "deeper.ckpt", other),
+    }
+    network = {"class_path": "lab4.models.SimpleCNN", "init_args": {"widths": [4, 4, 4]}}
+    saliency(tmp_path, models, f"--networks={{'deeper': {network}}}")
+    assert (tmp_path / "run/saliency.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as error:
+        saliency(tmp_path, models, f"--networks={{'typo': {network}}}")
+    assert "--networks names rows that --models lacks: typo" in str(error.value)
