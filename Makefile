@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DLA_DATA_ARCHIVES ?= $(abspath ../shared/data)
 
-.PHONY: env data run test sweep benchmark lint
+.PHONY: env data browser run test sweep benchmark lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ run: data
 	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path last
 	$(PY) -m lab1 test --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path best
 
-test: data
+# the web apps' tests drive Debian's Chromium (Playwright's own browser download is offline here)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "the app tests need Chromium: sudo apt-get install chromium"; exit 1; }
+
+test: data browser
 	$(PY) -m pytest
 
 sweep: data

@@ -104,7 +104,7 @@ class CommandRun:
     model: nn.Module
     data: Any
     device: torch.device
-    run_dir: Path
+    run_dir: Path | None  #: None for a command that writes nothing
     loggers: list
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
@@ -123,19 +123,23 @@ class CommandRun:
             logger.finalize("success")
 
 
-def add_model_arguments(parser: ArgumentParser, run_dir: str, data_type: type | None) -> None:
+def add_model_arguments(
+    parser: ArgumentParser, run_dir: str | None, data_type: type | None
+) -> None:
     """The preamble every command that runs a network shares: ``--model`` (class_path +
     init_args), ``--checkpoint`` (a ``fit`` checkpoint of it), ``--data`` (of ``data_type``,
-    when the command reads a DataModule), ``--device``, ``--seed_everything``, ``--run_dir``
-    (where every output goes) and ``--logger`` (CSV + W&B in the run folder)."""
+    when the command reads a DataModule), ``--device``, ``--seed_everything``, and, unless
+    ``run_dir`` is ``None`` (a command that writes nothing, e.g. an app), ``--run_dir`` (where
+    every output goes) and ``--logger`` (CSV + W&B in the run folder)."""
     parser.add_argument("--seed_everything", type=int, default=0)
     parser.add_argument("--model", type=nn.Module, required=True, sub_configs=True, help="network")
     parser.add_argument("--checkpoint", type=str | None, default=None, help="a fit checkpoint")
     if data_type is not None:
         parser.add_argument("--data", type=data_type, required=True, sub_configs=True)
     parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
-    parser.add_argument("--run_dir", type=str, default=run_dir, help="where outputs are written")
-    parser.add_argument("--logger", type=bool, default=True, help="CSV + W&B (offline) loggers")
+    if run_dir is not None:
+        parser.add_argument("--run_dir", type=str, default=run_dir, help="where outputs go")
+        parser.add_argument("--logger", type=bool, default=True, help="CSV + W&B (offline)")
 
 
 def start_run(cfg) -> CommandRun:
@@ -149,7 +153,7 @@ def start_run(cfg) -> CommandRun:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     seed_everything(cfg.seed_everything, verbose=False)
-    run_dir = writable_folder(cfg.run_dir, "--run_dir")
+    run_dir = writable_folder(cfg.run_dir, "--run_dir") if "run_dir" in cfg else None
     model, data = cfg.model.eval(), cfg.get("data")
     if cfg.checkpoint:
         load_classifier_checkpoint(model, cfg.checkpoint)
@@ -159,5 +163,5 @@ def start_run(cfg) -> CommandRun:
             normalize.set_statistics(*data.normalization)
         data.prepare_data()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loggers = default_loggers(str(run_dir)) if cfg.logger else []
+    loggers = default_loggers(str(run_dir)) if run_dir and cfg.logger else []
     return CommandRun(model.to(device), data, device, run_dir, loggers)

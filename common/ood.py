@@ -12,14 +12,24 @@ from ``lab4/detectors/__init__.py``, add a test, and name it in a config's detec
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from common.features import features_and_logits, head
 from common.metrics import ood_metrics
+
+#: ``progress(batches, description, images)``: wraps batches in a progress bar (or not)
+Progress = Callable[[Iterable[torch.Tensor], str, int], Iterable[torch.Tensor]]
+
+
+def no_progress(batches: Iterable[torch.Tensor], description: str, images: int):
+    return batches
 
 
 @dataclass
@@ -113,3 +123,69 @@ class Detector(ABC):
     ) -> TuningResult:
         """Choose hyperparameters on validation batches of [0, 1] images; return the grid."""
         raise NotImplementedError(f"{type(self).__name__} has no hyperparameters to tune")
+
+
+@dataclass
+class Tuned:
+    """One detector's tuning: what it chose from, on how many ID and OOD validation images."""
+
+    detector: Detector
+    result: TuningResult
+    images: tuple[int, int]
+    seconds: float
+
+
+def fit_detectors(
+    detectors: Iterable[Detector],
+    network: nn.Module,
+    data: Any,
+    num_images: int,
+    device: torch.device | str,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Progress = no_progress,
+) -> list[Detector]:
+    """Fit the detectors that need it on the penultimate features of ``num_images`` ID training
+    images (a seeded choice from ``data.splits["train"]``, prepared by
+    ``data.preprocessed_batches``); returns the fitted ones. ``forward``: see
+    :func:`common.features.features_and_logits`."""
+    fitted = [d for d in detectors if d.needs_fitting]
+    if not fitted:
+        return []
+    dataset = data.splits["train"]
+    index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:num_images]
+    batches = progress(
+        data.preprocessed_batches(dataset.images[index], device), "ID training features", len(index)
+    )
+    passes = features_and_logits(network, batches, forward)
+    features = torch.cat([features.float().cpu() for _, features, _ in passes])
+    for detector in fitted:
+        detector.fit(features, dataset.targets[index], head=head(network))
+    return fitted
+
+
+def tune_detectors(
+    detectors: Iterable[Detector],
+    network: nn.Module,
+    data: Any,
+    tune_on: str,
+    num_images: int | None,
+    device: torch.device | str,
+    progress: Progress = no_progress,
+) -> list[Tuned]:
+    """Tune the detectors that need it on ID validation images vs ``tune_on``'s validation
+    images (``data.validation_images``, at most ``num_images`` of each; never test images)."""
+    tuned = []
+    id_images, ood_images = data.validation_images(tune_on, num_images)
+    for detector in (d for d in detectors if d.needs_tuning):
+        start = time.perf_counter()
+        label = type(detector).__name__
+        result = detector.tune(
+            network,
+            progress(data.preprocessed_batches(id_images, device),
+                     f"tuning {label} on ID val", len(id_images)),
+            progress(data.preprocessed_batches(ood_images, device),
+                     f"tuning {label} on {tune_on} val", len(ood_images)),
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        tuned.append(Tuned(detector, result, (len(id_images), len(ood_images)), seconds))
+    return tuned

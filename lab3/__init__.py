@@ -1,4 +1,4 @@
-"""Lab 3: image → caption → story on transformers: Python API, predict, interactive."""
+"""Lab 3: image → caption → story on transformers: Python API, predict, interactive, app."""
 
 from common.commands import Command
 from lab3.generator import ImageStoryGenerator, StoryResult
@@ -11,7 +11,8 @@ CLI = "lab3.cli.StoryCLI"
 COMMANDS = {
     "interactive": Command(
         "ask for an image and a length, print its story, repeat", "lab3.interactive"
-    )
+    ),
+    "app": Command("a web page: an image in, its caption and story out (Gradio)", "lab3.app"),
 }
 
 __all__ = ["CLI", "COMMANDS", "ImageInputError", "ImageStoryGenerator", "StoryResult"]

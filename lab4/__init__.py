@@ -17,6 +17,10 @@ COMMANDS = {
         "one table over several `test` runs (OOD, attacks, adversarial, robustness)",
         "lab4.report",
     ),
+    "app": Command(
+        "a web page: a classifier's top-5, CAM, OOD verdicts and attacks on one image (Gradio)",
+        "lab4.app",
+    ),
     "saliency": Command(
         "input-gradient maps of several models on the same test images, one PNG grid",
         "lab4.saliency",

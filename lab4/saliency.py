@@ -92,9 +92,6 @@ def main(argv: list[str] | None = None) -> Path:
         "--output", type=str | None, default=None, help="the PNG (default: <run_dir>/saliency.png)"
     )
     cfg = parser.instantiate_classes(parser.parse_args(argv))
-    unknown = sorted(set(cfg.networks) - set(cfg.models))
-    if unknown:
-        raise SystemExit(f"error: --networks names rows that --models lacks: {', '.join(unknown)}")
     checkpoints = {label: path for label, path in cfg.models.items() if Path(path).is_file()}
     if not checkpoints:  # before the data are read
         raise SystemExit("error: none of the --models checkpoints exists; run `fit` first")

@@ -189,7 +189,7 @@ COMMAND_CONFIGS = {
         "baseline": "lab1/transfer/svm_baseline.yaml",
         "cam": "lab1/cam/cifar10_resnet20.yaml",
     },
-    "lab3": {"predict": "lab3/story.yaml", "interactive": None},
+    "lab3": {"predict": "lab3/story.yaml", "interactive": None, "app": "lab3/story.yaml"},
     "lab4": {
         **dict.fromkeys(["fit", "validate", "test", "predict"], "lab4/cnn_cifar10.yaml"),
         "sweep": None,  # no Lab 4 sweep config: the option list is printed instead
@@ -197,6 +197,7 @@ COMMAND_CONFIGS = {
         "odin": "lab4/ood/odin_search.yaml",
         "report": "lab4/ood/report.yaml",  # every report.yaml: tests/test_report.py
         "saliency": "lab4/robustness/saliency.yaml",
+        "app": "lab4/app.yaml",
     },
 }
 

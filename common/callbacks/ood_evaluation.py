@@ -21,7 +21,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -30,10 +29,9 @@ import torch
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
 from tqdm import tqdm
 
-from common.features import head
+from common.features import HeadCapture, features_and_logits
 from common.metrics import (
     OOD_METRIC_LEGEND,
     OOD_METRIC_TITLES,
@@ -41,46 +39,8 @@ from common.metrics import (
     OODCurves,
     ood_metrics_and_curves,
 )
-from common.ood import Detector, ScoredBatch, TuningResult
+from common.ood import Detector, Progress, ScoredBatch, Tuned, fit_detectors, tune_detectors
 from common.plots import plot_curves, plot_heatmap, plot_ood_scores
-
-
-class HeadCapture:
-    """Keeps the input (penultimate features) and output (logits) of a network's last layer,
-    ``classifier[-1]``, from the first forward pass after :meth:`arm`: the pass that computes
-    the logits yields the features too. Later passes (ODIN's, an attack's) are not recorded."""
-
-    def __init__(self, network: nn.Module) -> None:
-        self.handle = head(network).register_forward_hook(self._record)
-        self.armed = False
-        self.features: torch.Tensor | None = None
-        self.logits: torch.Tensor | None = None
-
-    def _record(self, layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        if self.armed:
-            self.features, self.logits, self.armed = inputs[0], output, False
-
-    def arm(self) -> None:
-        self.armed, self.features, self.logits = True, None, None
-
-    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and logits of the recorded pass."""
-        if self.features is None or self.logits is None:
-            raise RuntimeError("the network's last layer (classifier[-1]) did not run in this step")
-        return self.features, self.logits
-
-    def remove(self) -> None:
-        self.handle.remove()
-
-
-@dataclass
-class Tuned:
-    """One detector's tuning, kept for the run folder."""
-
-    detector: Detector
-    result: TuningResult
-    images: tuple[int, int]  #: ID and OOD validation images
-    seconds: float
 
 
 class OODEvaluation(L.Callback):
@@ -218,73 +178,64 @@ class OODEvaluation(L.Callback):
             self._capture = None
         self._id_scores = {}
 
-    def _progress(
-        self, trainer: L.Trainer, batches: Iterable, description: str, images: int
-    ) -> Iterable:
-        """``batches`` with a progress bar where the Trainer shows one (rank 0)."""
-        batch_size = trainer.datamodule.batch_size
-        return tqdm(
-            batches,
-            desc=f"OOD evaluation: {description}",
-            total=math.ceil(images / batch_size),
-            leave=False,
-            disable=trainer.progress_bar_callback is None or not trainer.is_global_zero,
-        )
+    @staticmethod
+    def _progress_of(trainer: L.Trainer) -> Progress:
+        """Wraps batches in a progress bar where the Trainer shows one (rank 0)."""
+
+        def progress(batches: Iterable, description: str, images: int) -> Iterable:
+            return tqdm(
+                batches,
+                desc=f"OOD evaluation: {description}",
+                total=math.ceil(images / trainer.datamodule.batch_size),
+                leave=False,
+                disable=trainer.progress_bar_callback is None or not trainer.is_global_zero,
+            )
+
+        return progress
 
     def _forward(
         self, pl_module: L.LightningModule, batches: Iterable[torch.Tensor]
     ) -> Iterator[ScoredBatch]:
         """Each batch with the features and logits of one forward pass, as the test step runs
         it (``pl_module(images)``)."""
-        for images in batches:
-            self._capture.arm()
-            with torch.no_grad():
-                pl_module(images)
-            yield ScoredBatch(pl_module.model, images, *self._capture.take())
+        for images, features, logits in features_and_logits(pl_module.model, batches, pl_module):
+            yield ScoredBatch(pl_module.model, images, features, logits)
 
     def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        fitted = [d for d in self.detectors if d.needs_fitting]
-        if not fitted:
-            return
         start = time.perf_counter()
-        data = trainer.datamodule
-        dataset = data.splits["train"]
-        generator = torch.Generator().manual_seed(0)
-        index = torch.randperm(len(dataset), generator=generator)[: self.fit_images]
-        batches = data.preprocessed_batches(dataset.images[index], pl_module.device)
-        batches = self._progress(trainer, batches, "ID training features", len(index))
-        features = torch.cat([b.features.float().cpu() for b in self._forward(pl_module, batches)])
-        for detector in fitted:
-            detector.fit(features, dataset.targets[index], head=head(pl_module.model))
-        names = ", ".join(type(d).__name__ for d in fitted)
-        rank_zero_info(
-            f"OOD evaluation: fitted {names} on the penultimate features of {len(index)} ID "
-            f"training images in {time.perf_counter() - start:.1f} s"
+        fitted = fit_detectors(
+            self.detectors,
+            pl_module.model,
+            trainer.datamodule,
+            self.fit_images,
+            pl_module.device,
+            forward=pl_module,
+            progress=self._progress_of(trainer),
         )
+        if fitted:
+            names = ", ".join(type(d).__name__ for d in fitted)
+            images = min(self.fit_images, len(trainer.datamodule.splits["train"]))
+            rank_zero_info(
+                f"OOD evaluation: fitted {names} on the penultimate features of {images} ID "
+                f"training images in {time.perf_counter() - start:.1f} s"
+            )
 
     def _tune(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.tuned = []
-        tuned = [d for d in self.detectors if d.needs_tuning]
-        if not tuned:
-            return
-        data, device = trainer.datamodule, pl_module.device
-        id_images, ood_images = data.validation_images(self.tune_on, self.tune_images)
-        for detector in tuned:
-            start = time.perf_counter()
-            label = type(detector).__name__
-            result = detector.tune(
-                pl_module.model,
-                self._progress(trainer, data.preprocessed_batches(id_images, device),
-                               f"tuning {label} on ID val", len(id_images)),
-                self._progress(trainer, data.preprocessed_batches(ood_images, device),
-                               f"tuning {label} on {self.tune_on} val", len(ood_images)),
-            )  # fmt: skip
-            seconds = time.perf_counter() - start
-            self.tuned.append(Tuned(detector, result, (len(id_images), len(ood_images)), seconds))
+        self.tuned = tune_detectors(
+            self.detectors,
+            pl_module.model,
+            trainer.datamodule,
+            self.tune_on,
+            self.tune_images,
+            pl_module.device,
+            progress=self._progress_of(trainer),
+        )
+        for tuned in self.tuned:
             rank_zero_info(
-                f"OOD evaluation: tuned {label} on ID val vs {self.tune_on} val "
-                f"({len(id_images)} + {len(ood_images)} images): chose {detector.name} "
-                f"(validation AUROC {result.auroc.max():.4f}) in {seconds:.1f} s"
+                f"OOD evaluation: tuned {type(tuned.detector).__name__} on ID val vs "
+                f"{self.tune_on} val ({tuned.images[0]} + {tuned.images[1]} images): chose "
+                f"{tuned.detector.name} (validation AUROC {tuned.result.auroc.max():.4f}) in "
+                f"{tuned.seconds:.1f} s"
             )
 
     def _score(self, batch: ScoredBatch, scores: dict[str, list[torch.Tensor]]) -> None:
@@ -322,7 +273,7 @@ class OODEvaluation(L.Callback):
             start = time.perf_counter()
             images = data.ood_dataset(name, split).images
             batches = data.preprocessed_batches(images, pl_module.device)
-            batches = self._progress(trainer, batches, f"scoring {name} {split}", len(images))
+            batches = self._progress_of(trainer)(batches, f"scoring {name} {split}", len(images))
             scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
             for batch in self._forward(pl_module, batches):
                 self._score(batch, scores)
