@@ -58,6 +58,8 @@ JSONARGPARSE_NOISE = (
     "Given value",
     "Expected a <class 'NoneType'>",
 )
+#: the model arguments LabCLI takes from the DataModule (not from the config)
+LINKED_FROM_DATA = ("num_classes", "normalization")
 #: one line per LightningCLI subcommand, for ``--help``
 LIGHTNING_HELP = {
     "fit": "train a model, validating every epoch (resume: --ckpt_path last)",
@@ -136,12 +138,9 @@ class LabCLI(LightningCLI):
             "replaced); without it such a fit stops",
         )
         if self.link_data_to_model:
-            parser.link_arguments(
-                "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
-            )
-            parser.link_arguments(
-                "data.normalization", "model.init_args.normalization", apply_on="instantiate"
-            )
+            for key in LINKED_FROM_DATA:
+                target = f"model.init_args.{key}"
+                parser.link_arguments(f"data.{key}", target, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         # `precision: auto` resolved here, so the run's config.yaml records the choice
@@ -180,7 +179,7 @@ class LabCLI(LightningCLI):
                 dirpath = Path(config["checkpoint"]["dirpath"])
                 config["ckpt_path"] = _resolve_checkpoint(dirpath, config["ckpt_path"], subcommand)
             if config.get("ckpt_path"):
-                read_checkpoint(config["ckpt_path"])
+                _warn_replaced_hyperparameters(config, read_checkpoint(config["ckpt_path"]))
         super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
@@ -213,6 +212,38 @@ def _refuse_finished_run(dirpath: Path) -> None:
             "--ckpt_path last, choose another --trainer.default_root_dir, or start over with "
             "--overwrite true"
         )
+
+
+def _warn_replaced_hyperparameters(config, checkpoint: dict) -> None:
+    """LightningCLI instantiates the model with the checkpoint's saved hyperparameters, over the
+    config's: say so for every value that differs, since an edited config or a command-line
+    override (e.g. a new loss weight when resuming) is otherwise silently ignored."""
+    saved = checkpoint.get("hyper_parameters") or {}
+    init_args = (config.get("model") or {}).get("init_args") or {}
+    replaced = [
+        f"{key} {init_args[key]!r} → {value!r}"
+        for key, value in saved.items()
+        if not key.startswith("_")
+        and key not in LINKED_FROM_DATA
+        and key in init_args
+        and _differs(init_args[key], value)
+    ]
+    if replaced:
+        log.warning(
+            "--ckpt_path %s: the checkpoint's model hyperparameters replace the config's: %s "
+            "(to change them, start a new run)",
+            config["ckpt_path"],
+            "; ".join(replaced),
+        )
+
+
+def _differs(configured, saved) -> bool:
+    """Whether a config value and a checkpoint's saved one differ (lists vs tuples alike)."""
+    if isinstance(configured, list | tuple) and isinstance(saved, list | tuple):
+        return len(configured) != len(saved) or any(map(_differs, configured, saved))
+    if isinstance(configured, int | float) and isinstance(saved, int | float):
+        return float(configured) != float(saved)
+    return configured != saved
 
 
 def _resolve_checkpoint(dirpath: Path, alias: str, subcommand: str) -> str | None:

@@ -120,6 +120,19 @@ def test_resume_from_last_continues_where_the_run_stopped(tmp_path):
     assert all(torch.allclose(full[k].float(), resumed[k].float(), atol=1e-6) for k in full)
 
 
+def test_resuming_with_other_hyperparameters_says_the_checkpoints_win(tmp_path, caplog):
+    run_fit(tmp_path, "--trainer.max_epochs=1")
+    with caplog.at_level("WARNING", logger="common.cli"):
+        run_fit(tmp_path, "--trainer.max_epochs=2", "--ckpt_path=last")
+    assert not [r for r in caplog.records if r.name == "common.cli"]  # same config: no warning
+    with caplog.at_level("WARNING", logger="common.cli"):
+        run_fit(
+            tmp_path, "--trainer.max_epochs=3", "--ckpt_path=last", "--model.label_smoothing=0.3"
+        )
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "common.cli"]
+    assert "model hyperparameters replace the config's: label_smoothing 0.3 → 0.0 (" in warning
+
+
 def test_test_best_reads_the_checkpoint_of_the_fit_run(tmp_path):
     run_fit(tmp_path, "--trainer.max_epochs=1")
     config = REPO / "configs/lab1/residual_mlp_mnist.yaml"
