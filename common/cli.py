@@ -47,7 +47,10 @@ USER_ERRORS = (
 )
 #: the commands every lab has besides Lightning's
 SHARED_COMMANDS = {
-    "sweep": Command("a grid of runs (fit + test each) → one markdown table", "common.sweep")
+    "sweep": Command(
+        "a grid or a search of runs (fit + test each) on an Optuna study → one markdown table",
+        "common.sweep",
+    )
 }
 #: lines of jsonargparse's error accounts that say where it looked, not what is wrong
 JSONARGPARSE_NOISE = (

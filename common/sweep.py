@@ -2,7 +2,10 @@
 
 Each run is an independent ``fit`` then ``test --ckpt_path best`` process of the lab's own CLI,
 in its own run folder, so a failed run is reported in the table and never loses the others, and
-a finished run (same command) is reused when the sweep is started again.
+a finished run (same command) is reused when the sweep is started again. The runs are the trials
+of an Optuna study (:mod:`common.study`): any number of sweep processes, on one machine or many,
+given the same ``--storage`` share its cells, and a ``search:`` explores ranges with a sampler
+(TPE) instead of a grid. The table is built from the study, whichever process ran each run.
 """
 
 from __future__ import annotations
@@ -16,16 +19,22 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from itertools import product
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
+from sqlalchemy.engine import make_url
 
 from common.commands import command_parser, writable_folder, write_text_atomic
-from common.plots import plot_curves, plot_gradient_norms
+from common.study import Search, SweepStudy, Taken, cell_key
 
 log = logging.getLogger(__name__)
+
+#: ``launch(worker, args, run_dir)``: :func:`run_one` on that worker's device → its result
+Launch = Callable[[int, list[str], Path], dict]
 
 
 def slugify(text: str) -> str:
@@ -56,8 +65,11 @@ def _grad_norms(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[str, Any]:
-    """Fit then test one configuration; returns its metrics or the reason it failed."""
+def run_one(
+    package: str, args: list[str], run_dir: Path, threads: int, devices: str | None = None
+) -> dict[str, Any]:
+    """Fit then test one configuration (on the GPUs ``devices``, e.g. ``"1"``, when given);
+    returns its metrics or the reason it failed."""
     done = run_dir / "result.json"
     if done.is_file():
         saved = json.loads(done.read_text())
@@ -67,6 +79,8 @@ def run_one(package: str, args: list[str], run_dir: Path, threads: int) -> dict[
     run_dir.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", package]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
     result: dict[str, Any] = {"args": args}
     own_command = bool(args) and not args[0].startswith("-")
     if own_command:  # a lab command (e.g. `baseline`) that writes run_dir/metrics.json
@@ -145,7 +159,8 @@ def write_table(
         cells = []
         for value in values:
             r = results[(name, value)]
-            cells.append(_fmt(r.get("test_acc")) if r["status"] == "ok" else "failed")
+            status = r["status"]  # ok, failed: <why>, or running / waiting (another worker's)
+            cells.append(_fmt(r.get("test_acc")) if status == "ok" else status.split(":")[0])
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -183,17 +198,61 @@ def gradient_norm_panels(
     return panels
 
 
-def main(argv: list[str], package: str) -> dict[tuple[str, Any], dict]:
+def write_search_table(
+    path: Path, trials: list[tuple[int, dict[str, Any], dict]], search: Search, header: str
+) -> None:
+    """One row per trial, the best ``search.objective`` first, and the best trial's arguments;
+    failed, running and waiting trials last."""
+
+    def objective(trial: tuple[int, dict, dict]) -> float | None:
+        result = trial[2]
+        return result.get(search.objective) if result["status"] == "ok" else None
+
+    ranked = sorted(
+        (t for t in trials if objective(t) is not None),
+        key=objective,
+        reverse=search.direction == "maximize",
+    )
+    keys = list(search.space)
+    lines = [
+        header,
+        "",
+        f"Search of {search.objective} ({search.direction}), {search.sampler} sampler, "
+        f"{search.trials} trials; best first.",
+        "",
+    ]
+    if ranked:
+        number, params, _ = ranked[0]
+        arguments = " ".join(f"--{key}={params[key]}" for key in keys)
+        lines += [f"Best: trial {number}, `{arguments}`.", ""]
+    lines += [
+        "| trial | " + " | ".join(keys) + f" | {search.objective} | test acc | "
+        "fit wall time (s) | status |",
+        "|---:|" + "---:|" * len(keys) + "---:|---:|---:|---|",
+    ]
+    for number, params, r in [*ranked, *(t for t in trials if objective(t) is None)]:
+        values = [params.get(key, "–") for key in keys]
+        lines.append(
+            f"| {number} | "
+            + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+            + f" | {_fmt(r.get(search.objective))} | {_fmt(r.get('test_acc'))} | "
+            f"{_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
+        )
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _parser(package: str) -> ArgumentParser:
     parser = command_parser(f"python -m {package} sweep", __doc__)
     parser.add_argument(
         "--experiments",
         type=dict[str, list[str]],
         required=True,
-        help="row name -> CLI arguments of that model (e.g. --config, overrides)",
+        help="row name -> CLI arguments of that model (e.g. --config, overrides); a search "
+        "has one row, its base arguments",
     )
-    parser.add_argument("--parameter", type=str, required=True, help="CLI key that is swept")
+    parser.add_argument("--parameter", type=str | None, default=None, help="CLI key swept")
     parser.add_argument("--parameter_label", type=str, default="value")
-    parser.add_argument("--values", type=list[Any], required=True)
+    parser.add_argument("--values", type=list[Any] | None, default=None, help="its grid values")
     parser.add_argument(
         "--baselines",
         type=dict[str, list[str]],
@@ -201,6 +260,7 @@ def main(argv: list[str], package: str) -> dict[tuple[str, Any], dict]:
         help="row name -> arguments of a run outside the grid (no --args added), listed first; "
         "a lab command such as `baseline --config=...` instead of `--config=...` runs once",
     )
+    parser.add_argument("--search", type=Search | None, default=None, help="a search, not a grid")
     parser.add_argument("--args", type=list[str], default=[], help="extra arguments of every run")
     parser.add_argument("--run_dir", type=str, required=True, help="runs go to run_dir/<row>_<v>")
     parser.add_argument(
@@ -209,56 +269,170 @@ def main(argv: list[str], package: str) -> dict[tuple[str, Any], dict]:
     parser.add_argument("--table", type=str, required=True, help="markdown table file name")
     parser.add_argument("--figure", type=str | None, default=None, help="gradient-norm figure")
     parser.add_argument("--curves", type=str | None, default=None, help="val/acc curves figure")
-    parser.add_argument("--jobs", type=PositiveInt, default=1, help="runs in parallel")
-    cfg = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    output_dir = writable_folder(cfg.output_dir or cfg.run_dir, "--output_dir")
+    parser.add_argument(
+        "--jobs",
+        type=PositiveInt | None,
+        default=None,
+        help="runs in parallel (default: 1 or one per device)",
+    )
+    parser.add_argument(
+        "--devices", type=list[int] | None, default=None, help="GPUs, one run on each at a time"
+    )
+    parser.add_argument(
+        "--threads",
+        type=PositiveInt | None,
+        default=None,
+        help="CPU threads per run (default: this machine's cores / jobs)",
+    )
+    parser.add_argument(
+        "--storage",
+        type=str | None,
+        default=None,
+        help="the study's database URL, shared by every worker (default: sqlite:///"
+        "<run_dir>/study.db); e.g. postgresql://user:password@host/db",
+    )
+    parser.add_argument("--study", type=str | None, default=None, help="default: the table's stem")
+    parser.add_argument(
+        "--heartbeat",
+        type=PositiveInt,
+        default=60,
+        help="seconds; a worker silent 2x as long is dead and its run is queued again",
+    )
+    return parser
 
-    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+
+def _check(cfg) -> None:
+    if cfg.search is None and (cfg.parameter is None or cfg["values"] is None):
+        raise SystemExit("error: a sweep needs --parameter and --values (a grid) or --search")
+    if cfg.search is not None and (
+        len(cfg.experiments) != 1 or cfg.baselines or cfg.figure or cfg["values"] is not None
+    ):
+        raise SystemExit(
+            "error: a --search sweep has one row in --experiments (its base arguments) and no "
+            "--values, --baselines or --figure"
+        )
+    if cfg.search is not None and cfg.search.objective == "test_acc":
+        log.warning("objective test_acc chooses on test data: its test accuracy is optimistic")
+
+
+def _grid_values(cfg) -> list:
     # list values (e.g. blocks per stage) become their JSON text: usable as keys and CLI values
-    values = [json.dumps(v) if isinstance(v, list) else v for v in cfg["values"]]
-    grid = [(name, "–") for name in cfg.baselines]
-    grid += [(name, value) for name in cfg.experiments for value in values]
-    start = time.perf_counter()
+    return [json.dumps(v) if isinstance(v, list) else v for v in cfg["values"]]
 
-    def launch(cell: tuple[str, Any]) -> dict:
-        name, value = cell
-        if name in cfg.baselines:
-            args, run_dir = cfg.baselines[name], Path(cfg.run_dir) / slugify(name)
-        else:
-            args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
-            run_dir = Path(cfg.run_dir) / f"{slugify(name)}_{slugify(str(value))}"
+
+def _grid(cfg, study: SweepStudy, launch: Launch) -> dict[tuple[str, Any], dict]:
+    """Run the grid's cells not done yet (those left to this worker) → every cell's result."""
+    runs = [
+        (name, "–", args, Path(cfg.run_dir) / slugify(name)) for name, args in cfg.baselines.items()
+    ]
+    for name, value in product(cfg.experiments, _grid_values(cfg)):
+        args = [*cfg.experiments[name], f"--{cfg.parameter}={value}", *cfg.args]
+        runs.append(
+            (name, value, args, Path(cfg.run_dir) / f"{slugify(name)}_{slugify(str(value))}")
+        )
+    cells = {cell_key({"row": n, "value": v, "args": a}): (n, v, a, d) for n, v, a, d in runs}
+    study.queue_cells([{"row": n, "value": v, "args": a} for n, v, a, _ in cells.values()])
+
+    def take() -> Taken | None:
+        claimed = study.next_cell(set(cells))
+        if claimed is None:
+            return None
+        number, key = claimed
+        name, value, args, run_dir = cells[key]
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
-        result = run_one(package, args, run_dir, threads)
+        return number, lambda worker: launch(worker, args, run_dir)
+
+    study.work(cfg.jobs, take, "test_acc")
+    results, waiting = study.cell_results(), {"status": "waiting"}
+    return {(name, value): results.get(key, waiting) for key, (name, value, _, _) in cells.items()}
+
+
+def _search(cfg, study: SweepStudy, launch: Launch) -> list[tuple[int, dict[str, Any], dict]]:
+    """Run trials until the search's budget is spent → every trial's number, parameters and
+    result."""
+    ((name, base),) = cfg.experiments.items()
+
+    def take() -> Taken | None:
+        trial = study.next_search_trial(cfg.search)
+        if trial is None:
+            return None
+        number, params, folder = trial
+        args = [*base, *(f"--{key}={value}" for key, value in params.items()), *cfg.args]
+        run_dir = Path(cfg.run_dir) / folder
+        log.info("run %s trial %d %s → %s", name, number, " ".join(args[len(base) :]), run_dir)
+        return number, lambda worker: launch(worker, args, run_dir)
+
+    study.work(cfg.jobs, take, cfg.search.objective)
+    return study.search_results()
+
+
+def _figures(cfg, results: dict, curves: dict[str, list], output_dir: Path) -> list[Path]:
+    """The gradient-norm panels (a grid's ``--figure``) and the val/acc curves (``--curves``)."""
+    if not (cfg.figure or cfg.curves):
+        return []
+    from common.plots import plot_curves, plot_gradient_norms  # torchmetrics: seconds to import
+
+    written = []
+    if cfg.figure:
+        values, label = _grid_values(cfg), cfg.parameter_label
+        panels = gradient_norm_panels(results, list(cfg.experiments), values, label)
+        title = "gradient norm vs layer depth"
+        written.append(plot_gradient_norms(panels, output_dir / cfg.figure, title=title))
+    if cfg.curves:
+        title = "validation accuracy of every run"
+        written.append(plot_curves(curves, output_dir / cfg.curves, title=title))
+    return written
+
+
+def main(argv: list[str], package: str) -> dict[Any, dict]:
+    """Run the sweep's runs left to this worker, then write the table and figures of all of
+    them; returns every run's result by cell (grid) or trial number (search)."""
+    parser = _parser(package)
+    try:
+        cfg = parser.instantiate(parser.parse_args(argv))
+    except ValueError as error:  # jsonargparse wraps what a search parameter says is wrong
+        raise SystemExit(f"error: --search: {error.__cause__ or error}") from None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _check(cfg)
+    run_root = writable_folder(cfg.run_dir, "--run_dir")
+    output_dir = writable_folder(cfg.output_dir or cfg.run_dir, "--output_dir")
+    devices = [str(d) for d in cfg.devices] if cfg.devices else [None]
+    cfg.jobs = cfg.jobs or len(devices)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+
+    def launch(worker: int, args: list[str], run_dir: Path) -> dict:
+        result = run_one(package, args, run_dir, threads, devices[worker % len(devices)])
         log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))
         return result
 
-    with ThreadPoolExecutor(cfg.jobs) as pool:
-        results = dict(zip(grid, pool.map(launch, grid), strict=True))
+    url = cfg.storage or f"sqlite:///{run_root / 'study.db'}"
+    name = cfg.study or Path(cfg.table).stem
+    study = SweepStudy(url, name, cfg.heartbeat, cfg.search.direction if cfg.search else "maximize")
+    start = time.perf_counter()
+    if cfg.search:
+        trials = _search(cfg, study, launch)
+        results = {number: result for number, _, result in trials}
+    else:
+        results = _grid(cfg, study, launch)
     wall = time.perf_counter() - start
     command = f"python -m {package} sweep " + " ".join(argv)
     header = (
         f"# {Path(cfg.table).stem}\n\n`{command}`, {cfg.jobs} job(s) on {platform.machine()} "
         f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
+        f" Study `{name}` in `{make_url(url).render_as_string(hide_password=True)}`."
     )
     table = output_dir / cfg.table
-    write_table(table, results, list(cfg.experiments), values, cfg.parameter_label, header)
-    written = [table]
-    if cfg.figure:
-        panels = gradient_norm_panels(results, list(cfg.experiments), values, cfg.parameter_label)
-        written.append(
-            plot_gradient_norms(
-                panels, output_dir / cfg.figure, title="gradient norm vs layer depth"
-            )
-        )
-    if cfg.curves:
+    if cfg.search:
+        write_search_table(table, trials, cfg.search, header)
+        curves = {f"trial {n}": r.get("val_curve") or [] for n, r in results.items()}
+    else:
+        values = _grid_values(cfg)
+        write_table(table, results, list(cfg.experiments), values, cfg.parameter_label, header)
         curves = {
-            f"{name}, {cfg.parameter_label} {value}": r.get("val_curve") or []
-            for (name, value), r in results.items()
+            f"{row}, {cfg.parameter_label} {value}": r.get("val_curve") or []
+            for (row, value), r in results.items()
         }
-        written.append(
-            plot_curves(curves, output_dir / cfg.curves, title="validation accuracy of every run")
-        )
+    written = [table, *_figures(cfg, results, curves, output_dir)]
     print(table.read_text())
     log.info("wrote %s", ", ".join(map(str, written)))
     return results

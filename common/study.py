@@ -1,0 +1,355 @@
+"""A sweep's runs as the trials of one Optuna study, shared by any number of worker processes.
+
+The study lives in a database: by default a SQLite file in the sweep's folder, or any URL
+SQLAlchemy knows (PostgreSQL for several machines). A grid's cells are queued as WAITING trials
+that a worker claims with the storage's compare-and-set (the way Optuna pops its own queue), so a
+cell runs once however many workers share the study; a search's trials come from a sampler (TPE)
+within a budget. A worker records a heartbeat while it runs a trial: the trial of a worker that
+died goes stale, and Optuna's :class:`RetryHeartbeatStaleTrialCallback` queues it again for the
+next worker that runs out of work. Optuna's ``GridSampler`` is not used: once its grid is
+exhausted it hands out a point that is still running, which would run a cell twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import optuna
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+from optuna.exceptions import (
+    ExperimentalWarning,
+    StorageInternalError,
+    UpdateFinishedTrialError,
+)
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+#: what a worker takes: a trial's number and ``run(worker)`` → its result (``run_one``'s)
+Taken = tuple[int, Callable[[int], dict]]
+#: which trial of a cell speaks for it in the table: finished, then running, waiting, failed
+_PRECEDENCE = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
+
+
+@dataclass
+class Param:
+    """One searched CLI key: a ``float`` or ``int`` range from ``low`` to ``high``
+    (log-uniform with ``log: true``), or ``categorical`` ``choices``."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("a categorical parameter needs choices")
+        if self.type != "categorical" and (self.low is None or self.high is None):
+            raise ValueError(f"a {self.type} parameter needs low and high")
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.type == "categorical":
+            return trial.suggest_categorical(name, self.choices)
+        if self.type == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+@dataclass
+class Search:
+    """A search sweep (``search:`` in its config): ``trials`` runs in all, shared by every
+    worker, each with the arguments ``--<key>=<value>`` drawn from ``space`` by the
+    ``sampler``, ranked by the run's ``objective`` (a key of its result: ``best_val_acc``, or
+    ``test_acc``, which chooses on test data). TPE draws its first ``startup_trials`` at
+    random. Trial ``n`` is drawn with seed ``seed + n``, so parallel workers never draw the same
+    point and a one-worker search repeats itself."""
+
+    space: dict[str, Param]
+    trials: PositiveInt
+    sampler: Literal["tpe", "random"] = "tpe"
+    startup_trials: NonNegativeInt = 10
+    objective: str = "best_val_acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    seed: int = 0
+
+    def sampler_for(self, number: int) -> BaseSampler:
+        if self.sampler == "random":
+            return RandomSampler(seed=self.seed + number)
+        # constant liar: a running trial counts as a bad one, so workers spread out
+        return TPESampler(
+            seed=self.seed + number, n_startup_trials=self.startup_trials, constant_liar=True
+        )
+
+
+def cell_key(attrs: dict[str, Any]) -> str:
+    """A grid cell's identity: its row, its value and the exact arguments of its run (a cell
+    whose arguments changed is a new cell, as a run folder's result.json is reused only for the
+    same arguments)."""
+    return json.dumps([attrs.get("row"), attrs.get("value"), attrs.get("args")])
+
+
+def _interrupted(trial: FrozenTrial) -> bool:
+    """A FAILed trial that stored no result: its worker died (its retry is queued), or it was
+    dropped (a second trial of a cell, or a search trial over the budget)."""
+    return trial.state == TrialState.FAIL and "result" not in trial.user_attrs
+
+
+def _open_storage(url: str, **options: Any) -> RDBStorage:
+    """``RDBStorage(url, **options)``; workers that start together on a new database all
+    create its tables: those that collide try again, and then find them."""
+    for _ in range(4):
+        try:
+            return RDBStorage(url, **options)
+        except (SQLAlchemyError, StorageInternalError):
+            time.sleep(random.uniform(0.2, 1))
+    return RDBStorage(url, **options)  # the last try raises what is wrong
+
+
+def _serialize_sqlite(engine: Engine) -> None:
+    """Make every SQLite transaction take the write lock as it begins (``BEGIN IMMEDIATE``).
+
+    Optuna claims a waiting trial by reading its state, then writing RUNNING; PostgreSQL locks
+    the row it read (``SELECT ... FOR UPDATE``), but pysqlite begins a transaction only at the
+    first write, so two processes could both read WAITING and both claim the trial. SQLAlchemy's
+    recipe for SQLite's serializable transactions closes that gap."""
+
+    @event.listens_for(engine, "connect")
+    def no_implicit_begin(connection: Any, _: Any) -> None:
+        connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections opened before these listeners
+
+
+@contextmanager
+def _heartbeat(storage: RDBStorage, trial_id: int, interval: int) -> Iterator[None]:
+    """Record ``trial_id``'s heartbeat every ``interval`` seconds while the block runs."""
+    storage.record_heartbeat(trial_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class SweepStudy:
+    """The study of one sweep, opened (or created) in the database at ``url``; safe to share
+    between the worker threads of a process.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:///runs/lab1/mlp_depth/study.db`` or
+            ``postgresql://user:password@host/db``.
+        name: the study's name in that database.
+        heartbeat: seconds between a running trial's heartbeats; a trial silent for twice as
+            long is stale (its worker died).
+        direction: ``maximize`` or ``minimize`` the value told for each trial.
+    """
+
+    def __init__(self, url: str, name: str, heartbeat: int, direction: str) -> None:
+        # the heartbeat API is still marked experimental (since Optuna 2.9), and Optuna expects
+        # it only under Study.optimize: neither warning tells a sweep's user anything
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        sqlite = url.startswith("sqlite")  # several processes wait for SQLite's one writer
+        self.storage = _open_storage(
+            url,
+            engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+        )
+        if sqlite:
+            _serialize_sqlite(self.storage.engine)
+        self.study = optuna.create_study(
+            storage=self.storage, study_name=name, direction=direction, load_if_exists=True
+        )
+        if self.study.direction.name.lower() != direction:
+            raise SystemExit(
+                f"error: study {name!r} in {url} was made to {self.study.direction.name.lower()}"
+                f"; give this sweep another --study"
+            )
+        self.heartbeat = heartbeat
+        self._study_id = self.storage.get_study_id_from_name(name)
+        self._ask_lock = threading.Lock()  # a trial's sampler is set between ask and suggest
+
+    def trials(self, *states: TrialState) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def _trial(self, number: int) -> FrozenTrial:
+        return self.storage.get_trial(self._trial_id(number))
+
+    def _next(self, take: Callable[[], int | None]) -> int | None:
+        """``take()``, or once it finds nothing, ``take()`` again after queueing the trials of
+        dead workers (stale heartbeats) anew."""
+        number = take()
+        if number is None:
+            fail_stale_trials(self.study)
+            number = take()
+        return number
+
+    def queue_cells(self, cells: list[dict[str, Any]]) -> None:
+        """Queue every cell (its user attributes: ``row``, ``value``, ``args``) that has no
+        finished, running or waiting trial: new cells, and cells that failed in an earlier
+        sweep (retried, as a sweep always retried its failed runs)."""
+        covered = {
+            cell_key(t.user_attrs)
+            for t in self.trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        }
+        for cell in cells:
+            if cell_key(cell) not in covered:
+                self.study.enqueue_trial({}, user_attrs=cell)
+
+    def next_cell(self, keys: set[str]) -> tuple[int, str] | None:
+        """Claim a waiting cell among ``keys`` for this worker: its trial number and key, or
+        None when no cell is left."""
+
+        def take() -> int | None:
+            for trial in self.trials(TrialState.WAITING):
+                key = cell_key(trial.user_attrs)
+                if key not in keys:  # a cell of another grid sharing the study
+                    continue
+                try:
+                    claimed = self.storage.set_trial_state_values(
+                        self._trial_id(trial.number), TrialState.RUNNING
+                    )
+                except UpdateFinishedTrialError:
+                    claimed = False
+                if not claimed:  # another worker was first
+                    continue
+                if self._has_earlier_trial(trial.number, key):  # two workers queued it at once
+                    self.study.tell(trial.number, state=TrialState.FAIL)
+                    continue
+                return trial.number
+            return None
+
+        number = self._next(take)
+        return None if number is None else (number, cell_key(self._trial(number).user_attrs))
+
+    def _has_earlier_trial(self, number: int, key: str) -> bool:
+        """Whether a lower-numbered trial of the same cell is waiting, running or done: the
+        lowest one runs, any later one is dropped, so a cell runs once."""
+        return any(
+            t.number < number and cell_key(t.user_attrs) == key
+            for t in self.trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        )
+
+    def next_search_trial(self, search: Search) -> tuple[int, dict[str, Any], str] | None:
+        """A new trial of ``search`` (or the retry of a dead worker's): its number, its
+        parameters and its run folder's name; None once the budget is spent."""
+
+        def take() -> int | None:
+            with self._ask_lock:
+                while True:
+                    trials = self.trials()
+                    counted = [t for t in trials if not _interrupted(t)]
+                    waiting = any(t.state == TrialState.WAITING for t in trials)
+                    if len(counted) >= search.trials and not waiting:
+                        return None
+                    trial = self.study.ask()  # pops a waiting retry first
+                    ahead = [t for t in self.trials() if t.number <= trial.number]
+                    if sum(not _interrupted(t) for t in ahead) <= search.trials:
+                        break
+                    self.study.tell(trial, state=TrialState.FAIL)  # others took the last ones
+                self.study.sampler = search.sampler_for(trial.number)
+                for key, param in search.space.items():
+                    param.suggest(trial, key)
+                if "run_dir" not in trial.user_attrs:  # a retry resumes its trial's folder
+                    trial.set_user_attr("run_dir", f"trial_{trial.number}")
+                return trial.number
+
+        number = self._next(take)
+        if number is None:
+            return None
+        trial = self._trial(number)
+        return number, trial.params, trial.user_attrs["run_dir"]
+
+    def work(self, jobs: int, take: Callable[[], Taken | None], objective: str) -> None:
+        """Run ``jobs`` workers (threads) until ``take()`` finds nothing left: each takes a
+        trial (its number, and how to run it on worker ``i``), runs it with a heartbeat, stores
+        its result and tells its ``objective``. Once one fails or Ctrl-C stops the sweep, the
+        others stop after their current run, and the runs that did not finish are queued
+        again (not failed: a grid or a search resumes them at its next start)."""
+        stop = threading.Event()
+
+        def worker(index: int) -> None:
+            while not stop.is_set() and (taken := take()) is not None:
+                number, run = taken
+                self._run_trial(number, partial(run, index), objective, stop)
+
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = [pool.submit(worker, index) for index in range(jobs)]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                stop.set()
+                raise
+
+    def _run_trial(
+        self, number: int, run: Callable[[], dict], objective: str, stop: threading.Event
+    ) -> None:
+        """COMPLETE with the run's ``objective``; FAIL for a failed run (a grid retries it at its
+        next start) or a missing value; queued again if it failed as the sweep was stopped."""
+        trial_id = self._trial_id(number)
+        with _heartbeat(self.storage, trial_id, self.heartbeat):
+            result = run()
+        if stop.is_set() and result["status"] != "ok":  # interrupted with the sweep
+            self.study.tell(number, state=TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback()(self.study, self._trial(number))
+            return
+        self.storage.set_trial_user_attr(trial_id, "result", result)
+        value = result.get(objective)
+        if result["status"] == "ok" and value is not None and math.isfinite(value):
+            self.study.tell(number, value)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def cell_results(self) -> dict[str, dict]:
+        """Every cell's latest word, by key: the result of its finished trial, else
+        ``{"status": "running"}`` or ``"waiting"``, else the result of its last failed run."""
+        results: dict[str, dict] = {}
+        trials = sorted(self.trials(), key=lambda t: (_PRECEDENCE.get(t.state, 3), -t.number))
+        for trial in trials:
+            if not _interrupted(trial):
+                status = {"status": trial.state.name.lower()}
+                results.setdefault(
+                    cell_key(trial.user_attrs), trial.user_attrs.get("result", status)
+                )
+        return results
+
+    def search_results(self) -> list[tuple[int, dict[str, Any], dict]]:
+        """Every trial of a search but the interrupted ones: number, parameters, result (or
+        ``{"status": "running"}`` / ``"waiting"``)."""
+        return [
+            (t.number, t.params, t.user_attrs.get("result", {"status": t.state.name.lower()}))
+            for t in self.trials()
+            if not _interrupted(t)
+        ]

@@ -1,0 +1,48 @@
+"""``python -m tests.fake_lab``: a lab whose runs take milliseconds, for sweep scheduling tests.
+
+``sweep`` is the real :mod:`common.sweep`. ``fit`` and ``test`` import nothing heavy: they append
+their command line and ``--gpus=$CUDA_VISIBLE_DEVICES`` to the file ``--calls`` (shared by every
+process), sleep ``$FAKE_LAB_SLEEP``
+seconds (a test kills a worker meanwhile), and write the ``version_*/metrics.csv`` a Lightning run
+leaves, with ``val/acc`` = ``test/acc`` = ``--acc``, else ``--lr`` (which a search draws), else
+a number drawn from the run folder's name; ``--fail=true`` exits as a bad configuration does.
+"""
+
+import csv
+import os
+import sys
+import time
+import zlib
+from pathlib import Path
+
+
+def fake_run(command: str, argv: list[str]) -> None:
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv if "=" in arg)
+    with open(options["calls"], "a") as calls:
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        calls.write(" ".join([command, *argv, f"--gpus={gpus}"]) + "\n")
+    time.sleep(float(os.environ.get("FAKE_LAB_SLEEP", 0)))
+    if options.get("fail") == "true":
+        sys.exit("error: invalid configuration: this run fails")
+    root = Path(options["trainer.default_root_dir"])
+    acc = float(options.get("acc", options.get("lr", zlib.crc32(root.name.encode()) % 1000 / 1000)))
+    if command == "fit":
+        row = {"epoch": 0, "step": 1, "train/loss": 1 - acc, "val/acc": acc, "trainable_params": 10}
+    else:
+        row = {"epoch": 0, "step": 1, "test/acc": acc}
+    folder = root / f"version_{len(list(root.glob('version_*')))}"
+    folder.mkdir(parents=True)
+    with open(folder / "metrics.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+
+
+if __name__ == "__main__":
+    command, *argv = sys.argv[1:]
+    if command == "sweep":
+        from common.sweep import main
+
+        main(argv, "tests.fake_lab")
+    else:
+        fake_run(command, argv)
