@@ -4,10 +4,12 @@ The study lives in a database: by default a SQLite file in the sweep's folder, o
 SQLAlchemy knows (PostgreSQL for several machines). A grid's cells are queued as WAITING trials
 that a worker claims with the storage's compare-and-set (the way Optuna pops its own queue), so a
 cell runs once however many workers share the study; a search's trials come from a sampler (TPE)
-within a budget. A worker records a heartbeat while it runs a trial: the trial of a worker that
-died goes stale, and Optuna's :class:`RetryHeartbeatStaleTrialCallback` queues it again for the
-next worker that runs out of work. Optuna's ``GridSampler`` is not used: once its grid is
-exhausted it hands out a point that is still running, which would run a cell twice.
+within a budget, and a search with a pruner stops its bad trials early (from inside each trial's
+``fit``: :class:`common.callbacks.OptunaPruning`). A worker records a heartbeat while it runs a
+trial: the trial of a worker that died goes stale, and Optuna's
+:class:`RetryHeartbeatStaleTrialCallback` queues it again for the next worker that runs out of
+work. Optuna's ``GridSampler`` is not used: once its grid is exhausted it hands out a point that
+is still running, which would run a cell twice.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from sqlalchemy.exc import SQLAlchemyError
 Taken = tuple[int, Callable[[int], dict]]
 #: which trial of a cell speaks for it in the table: finished, then running, waiting, failed
 _PRECEDENCE = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
+#: how a search trial's ``fit`` process finds its trial: the study's URL, its name, the number
+TRIAL_ENV = ("DLA_OPTUNA_STORAGE", "DLA_OPTUNA_STUDY", "DLA_OPTUNA_TRIAL")
 
 
 @dataclass
@@ -76,7 +80,10 @@ class Search:
     ``sampler``, ranked by the run's ``objective`` (a key of its result: ``best_val_acc``, or
     ``test_acc``, which chooses on test data). TPE draws its first ``startup_trials`` at
     random. Trial ``n`` is drawn with seed ``seed + n``, so parallel workers never draw the same
-    point and a one-worker search repeats itself."""
+    point and a one-worker search repeats itself. With ``pruner: median`` each ``fit`` reports
+    its ``val/acc`` every epoch and stops once it is below the median of the finished trials'
+    at that epoch, after ``pruning_warmup_epochs`` epochs and ``startup_trials`` finished
+    trials; ``val/acc`` is maximized, so such a search must be too."""
 
     space: dict[str, Param]
     trials: PositiveInt
@@ -85,6 +92,22 @@ class Search:
     objective: str = "best_val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
     seed: int = 0
+    pruner: Literal["median", "none"] = "none"
+    pruning_warmup_epochs: NonNegativeInt = 2
+
+    def __post_init__(self) -> None:
+        if self.pruner != "none" and self.direction != "maximize":
+            raise ValueError("a pruner compares val/acc, which the search must maximize")
+
+    def pruning_args(self) -> list[str]:
+        """The ``fit`` arguments that add the pruning callback (none without a pruner)."""
+        if self.pruner == "none":
+            return []
+        return [
+            "--trainer.callbacks+=common.callbacks.OptunaPruning",
+            f"--trainer.callbacks.warmup_epochs={self.pruning_warmup_epochs}",
+            f"--trainer.callbacks.startup_trials={self.startup_trials}",
+        ]
 
     def sampler_for(self, number: int) -> BaseSampler:
         if self.sampler == "random":
@@ -108,7 +131,20 @@ def _interrupted(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and "result" not in trial.user_attrs
 
 
-def _open_storage(url: str, **options: Any) -> RDBStorage:
+def open_storage(url: str, **options: Any) -> RDBStorage:
+    """The study database at ``url`` (``RDBStorage(url, **options)``) as every process of a
+    sweep opens it: SQLite waits up to a minute for its one writer and serializes its
+    transactions (:func:`_serialize_sqlite`)."""
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        options["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    storage = _create_storage(url, **options)
+    if sqlite:
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _create_storage(url: str, **options: Any) -> RDBStorage:
     """``RDBStorage(url, **options)``; workers that start together on a new database all
     create its tables: those that collide try again, and then find them."""
     for _ in range(4):
@@ -175,16 +211,12 @@ class SweepStudy:
         # it only under Study.optimize: neither warning tells a sweep's user anything
         warnings.filterwarnings("ignore", category=ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        sqlite = url.startswith("sqlite")  # several processes wait for SQLite's one writer
-        self.storage = _open_storage(
+        self.storage = open_storage(
             url,
-            engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
             heartbeat_interval=heartbeat,
             grace_period=2 * heartbeat,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
         )
-        if sqlite:
-            _serialize_sqlite(self.storage.engine)
         self.study = optuna.create_study(
             storage=self.storage, study_name=name, direction=direction, load_if_exists=True
         )
@@ -193,12 +225,17 @@ class SweepStudy:
                 f"error: study {name!r} in {url} was made to {self.study.direction.name.lower()}"
                 f"; give this sweep another --study"
             )
-        self.heartbeat = heartbeat
+        self.url, self.name, self.heartbeat = url, name, heartbeat
         self._study_id = self.storage.get_study_id_from_name(name)
         self._ask_lock = threading.Lock()  # a trial's sampler is set between ask and suggest
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def trial_env(self, number: int) -> dict[str, str]:
+        """The environment variables (:data:`TRIAL_ENV`) that tell trial ``number``'s run
+        where it is in the study."""
+        return dict(zip(TRIAL_ENV, (self.url, self.name, str(number)), strict=True))
 
     def _trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
@@ -316,18 +353,22 @@ class SweepStudy:
     def _run_trial(
         self, number: int, run: Callable[[], dict], objective: str, stop: threading.Event
     ) -> None:
-        """COMPLETE with the run's ``objective``; FAIL for a failed run (a grid retries it at its
-        next start) or a missing value; queued again if it failed as the sweep was stopped."""
+        """COMPLETE with the run's ``objective``; PRUNED for a run its pruning callback stopped
+        (``pruned_epoch`` in its result); FAIL for a failed run (a grid retries it at its next
+        start) or a missing value; queued again if it failed as the sweep was stopped."""
         trial_id = self._trial_id(number)
         with _heartbeat(self.storage, trial_id, self.heartbeat):
             result = run()
-        if stop.is_set() and result["status"] != "ok":  # interrupted with the sweep
+        pruned = "pruned_epoch" in result
+        if stop.is_set() and result["status"] != "ok" and not pruned:  # interrupted with the sweep
             self.study.tell(number, state=TrialState.FAIL)
             RetryHeartbeatStaleTrialCallback()(self.study, self._trial(number))
             return
         self.storage.set_trial_user_attr(trial_id, "result", result)
         value = result.get(objective)
-        if result["status"] == "ok" and value is not None and math.isfinite(value):
+        if pruned:
+            self.study.tell(number, state=TrialState.PRUNED)
+        elif result["status"] == "ok" and value is not None and math.isfinite(value):
             self.study.tell(number, value)
         else:
             self.study.tell(number, state=TrialState.FAIL)

@@ -5,7 +5,8 @@ in its own run folder, so a failed run is reported in the table and never loses 
 a finished run (same command) is reused when the sweep is started again. The runs are the trials
 of an Optuna study (:mod:`common.study`): any number of sweep processes, on one machine or many,
 given the same ``--storage`` share its cells, and a ``search:`` explores ranges with a sampler
-(TPE) instead of a grid. The table is built from the study, whichever process ran each run.
+(TPE) instead of a grid, and can prune its bad trials. The table is built from the study,
+whichever process ran each run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from common.study import Search, SweepStudy, Taken, cell_key
 
 log = logging.getLogger(__name__)
 
-#: ``launch(worker, args, run_dir)``: :func:`run_one` on that worker's device → its result
-Launch = Callable[[int, list[str], Path], dict]
+#: ``launch(worker, args, run_dir, env)``: :func:`run_one` on that worker's device → its result
+Launch = Callable[[int, list[str], Path, dict[str, str]], dict]
 
 
 def slugify(text: str) -> str:
@@ -66,10 +67,16 @@ def _grad_norms(run_dir: Path) -> list[dict[str, str]]:
 
 
 def run_one(
-    package: str, args: list[str], run_dir: Path, threads: int, devices: str | None = None
+    package: str,
+    args: list[str],
+    run_dir: Path,
+    threads: int,
+    devices: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Fit then test one configuration (on the GPUs ``devices``, e.g. ``"1"``, when given);
-    returns its metrics or the reason it failed."""
+    """Fit then test one configuration (on the GPUs ``devices``, e.g. ``"1"``, when given, with
+    the extra environment variables ``env``); returns its metrics or the reason it failed. A fit
+    that its pruning callback stopped (``pruned.json``) is tested too, and says so."""
     done = run_dir / "result.json"
     if done.is_file():
         saved = json.loads(done.read_text())
@@ -77,10 +84,12 @@ def run_one(
             log.info("reusing %s", done)
             return saved
     run_dir.mkdir(parents=True, exist_ok=True)
+    pruned = run_dir / "pruned.json"
+    pruned.unlink(missing_ok=True)  # an interrupted attempt's: this fit decides anew
     base = [sys.executable, "-m", package]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    process_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
     if devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = devices
+        process_env["CUDA_VISIBLE_DEVICES"] = devices
     result: dict[str, Any] = {"args": args}
     own_command = bool(args) and not args[0].startswith("-")
     if own_command:  # a lab command (e.g. `baseline`) that writes run_dir/metrics.json
@@ -97,7 +106,7 @@ def run_one(
     with open(run_dir / "sweep.log", "w") as out:
         for command in commands:
             returncode = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env
+                command, stdout=out, stderr=subprocess.STDOUT, env=process_env
             ).returncode
             result.setdefault("fit_seconds", time.perf_counter() - start)
             if returncode != 0:
@@ -123,6 +132,9 @@ def run_one(
             val_curve=val_acc,
             grad_norms=_grad_norms(run_dir),
         )
+        if pruned.is_file():
+            epoch = json.loads(pruned.read_text())["epoch"]
+            result.update(status=f"pruned after {epoch + 1} epochs", pruned_epoch=epoch)
     done.write_text(json.dumps(result, indent=1))
     return result
 
@@ -202,7 +214,7 @@ def write_search_table(
     path: Path, trials: list[tuple[int, dict[str, Any], dict]], search: Search, header: str
 ) -> None:
     """One row per trial, the best ``search.objective`` first, and the best trial's arguments;
-    failed, running and waiting trials last."""
+    pruned, failed, running and waiting trials last."""
 
     def objective(trial: tuple[int, dict, dict]) -> float | None:
         result = trial[2]
@@ -214,10 +226,15 @@ def write_search_table(
         reverse=search.direction == "maximize",
     )
     keys = list(search.space)
+    pruner = (
+        f", {search.pruner} pruner after {search.pruning_warmup_epochs} warmup epochs"
+        if search.pruner != "none"
+        else ""
+    )
     lines = [
         header,
         "",
-        f"Search of {search.objective} ({search.direction}), {search.sampler} sampler, "
+        f"Search of {search.objective} ({search.direction}), {search.sampler} sampler{pruner}, "
         f"{search.trials} trials; best first.",
         "",
     ]
@@ -340,7 +357,7 @@ def _grid(cfg, study: SweepStudy, launch: Launch) -> dict[tuple[str, Any], dict]
         number, key = claimed
         name, value, args, run_dir = cells[key]
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
-        return number, lambda worker: launch(worker, args, run_dir)
+        return number, lambda worker: launch(worker, args, run_dir, {})
 
     study.work(cfg.jobs, take, "test_acc")
     results, waiting = study.cell_results(), {"status": "waiting"}
@@ -357,10 +374,11 @@ def _search(cfg, study: SweepStudy, launch: Launch) -> list[tuple[int, dict[str,
         if trial is None:
             return None
         number, params, folder = trial
-        args = [*base, *(f"--{key}={value}" for key, value in params.items()), *cfg.args]
+        drawn = [f"--{key}={value}" for key, value in params.items()]
+        args = [*base, *drawn, *cfg.args, *cfg.search.pruning_args()]
         run_dir = Path(cfg.run_dir) / folder
         log.info("run %s trial %d %s → %s", name, number, " ".join(args[len(base) :]), run_dir)
-        return number, lambda worker: launch(worker, args, run_dir)
+        return number, lambda worker: launch(worker, args, run_dir, study.trial_env(number))
 
     study.work(cfg.jobs, take, cfg.search.objective)
     return study.search_results()
@@ -400,8 +418,8 @@ def main(argv: list[str], package: str) -> dict[Any, dict]:
     cfg.jobs = cfg.jobs or len(devices)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
 
-    def launch(worker: int, args: list[str], run_dir: Path) -> dict:
-        result = run_one(package, args, run_dir, threads, devices[worker % len(devices)])
+    def launch(worker: int, args: list[str], run_dir: Path, env: dict[str, str]) -> dict:
+        result = run_one(package, args, run_dir, threads, devices[worker % len(devices)], env)
         log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))
         return result
 

@@ -6,21 +6,28 @@ process), sleep ``$FAKE_LAB_SLEEP``
 seconds (a test kills a worker meanwhile), and write the ``version_*/metrics.csv`` a Lightning run
 leaves, with ``val/acc`` = ``test/acc`` = ``--acc``, else ``--lr`` (which a search draws), else
 a number drawn from the run folder's name; ``--fail=true`` exits as a bad configuration does.
+Each call also logs the search trial named in its environment, ``--optuna=<url>,<study>,<number>``
+(empty in a grid); a ``fit`` given the pruning callback whose trial number is in
+``$FAKE_LAB_PRUNE`` (e.g. ``1,3``) writes the ``pruned.json`` of a fit pruned after its warmup.
 """
 
 import csv
+import json
 import os
 import sys
 import time
 import zlib
 from pathlib import Path
 
+TRIAL_ENV = ("DLA_OPTUNA_STORAGE", "DLA_OPTUNA_STUDY", "DLA_OPTUNA_TRIAL")  # without Optuna
+
 
 def fake_run(command: str, argv: list[str]) -> None:
     options = dict(arg.removeprefix("--").split("=", 1) for arg in argv if "=" in arg)
     with open(options["calls"], "a") as calls:
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
-        calls.write(" ".join([command, *argv, f"--gpus={gpus}"]) + "\n")
+        optuna = ",".join(os.environ.get(key, "") for key in TRIAL_ENV)
+        calls.write(" ".join([command, *argv, f"--gpus={gpus}", f"--optuna={optuna}"]) + "\n")
     time.sleep(float(os.environ.get("FAKE_LAB_SLEEP", 0)))
     if options.get("fail") == "true":
         sys.exit("error: invalid configuration: this run fails")
@@ -36,6 +43,10 @@ def fake_run(command: str, argv: list[str]) -> None:
         writer = csv.DictWriter(file, fieldnames=list(row))
         writer.writeheader()
         writer.writerow(row)
+    pruned = os.environ.get("FAKE_LAB_PRUNE", "").split(",")
+    warmup = options.get("trainer.callbacks.warmup_epochs")
+    if command == "fit" and warmup and os.environ.get("DLA_OPTUNA_TRIAL") in pruned:
+        (root / "pruned.json").write_text(json.dumps({"epoch": int(warmup), "value": acc}))
 
 
 if __name__ == "__main__":

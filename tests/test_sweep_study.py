@@ -1,5 +1,6 @@
 """Sweeps on an Optuna study: worker processes share a grid and run each cell once, a killed
-worker's cell is run by another, a search spends its budget and ranks its trials.
+worker's cell is run by another, a search spends its budget and ranks its trials, and prunes its
+bad ones from inside their fit.
 
 The runs are those of ``tests/fake_lab.py`` (milliseconds each): the point here is who runs what;
 tests/test_sweep.py runs real FakeData runs through the same code.
@@ -15,13 +16,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
 from common.cli import main as lab_main
-from common.study import SweepStudy, cell_key
+from common.study import TRIAL_ENV, Search, SweepStudy, cell_key
 from common.sweep import main
 from tests.conftest import REPO
+from tests.test_cli import run_fit
 
 SEARCH_CONFIG = REPO / "configs/lab1/sweeps/resnet20_lr_search.yaml"
 
@@ -209,12 +212,17 @@ def test_the_example_search_sets_keys_of_the_resnet20_recipe(capsys):
     sweep = yaml.safe_load(capsys.readouterr().out)
     (base,) = sweep["experiments"].values()
     overrides = [f"--{key}={param['low']}" for key, param in sweep["search"]["space"].items()]
+    pruning = Search(**{**sweep["search"], "space": {}}).pruning_args()
     with pytest.raises(SystemExit) as done:
-        lab_main("lab1", ["fit", *base, *overrides, "--print_config"])
+        lab_main("lab1", ["fit", *base, *overrides, *pruning, "--print_config"])
     assert done.value.code in (0, None)
     recipe = yaml.safe_load(capsys.readouterr().out)
     optimizer = recipe["model"]["init_args"]["optimizer"]["init_args"]
     assert (optimizer["lr"], optimizer["weight_decay"]) == (0.02, 1e-5)
+    assert recipe["trainer"]["callbacks"][-1] == {  # the search's pruner, in its trials' fit
+        "class_path": "common.callbacks.OptunaPruning",
+        "init_args": {"monitor": "val/acc", "warmup_epochs": 5, "startup_trials": 5},
+    }
 
 
 def test_each_worker_runs_on_its_own_gpu(tmp_path, monkeypatch):
@@ -234,6 +242,9 @@ def test_a_sweep_without_grid_or_search_says_what_it_needs(tmp_path):
         main([f"--config={config}"], "tests.fake_lab")
     search = "--search={space: {lr: {type: float}}, trials: 2}"
     with pytest.raises(SystemExit, match="^error: --search: a float parameter needs low and high"):
+        main([f"--config={config}", search], "tests.fake_lab")
+    search = "--search={space: {}, trials: 2, pruner: median, direction: minimize}"
+    with pytest.raises(SystemExit, match="^error: --search: a pruner compares val/acc, which"):
         main([f"--config={config}", search], "tests.fake_lab")
 
 
@@ -259,3 +270,75 @@ def test_the_table_from_the_study_is_the_table_of_the_runs_results(tmp_path):
     assert new_table.split("\n\n", 2)[2] == path.read_text().split("\n\n", 1)[1]
     assert len(calls(tmp_path, "fit", "trainer.default_root_dir")) == 12  # all reused
     assert json.loads((tmp_path / "runs/mlp_2/result.json").read_text()) == old[("MLP", 2)]
+
+
+def test_a_search_with_a_pruner_tells_its_pruned_trials_and_lists_them_last(tmp_path, monkeypatch):
+    space = {"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}
+    search = {"space": space, "trials": 3, "pruner": "median", "pruning_warmup_epochs": 1}
+    config = write_config(tmp_path, experiments={"fake": []}, search=search, table="search.md")
+    monkeypatch.setenv("FAKE_LAB_PRUNE", "1")  # the fake fit of trial 1 is pruned after 2 epochs
+    results = main([f"--config={config}"], "tests.fake_lab")
+    trials = load_study(tmp_path, "search").trials
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+    ]
+    url = f"sqlite:///{tmp_path / 'runs/study.db'}"
+    fits = [line for line in calls_or_none(tmp_path) if line.startswith("fit ")]
+    assert len(fits) == 3  # the pruned trial counts toward the budget
+    for number, line in enumerate(fits):  # each fit knows its trial, and has the callback
+        assert f"--trainer.default_root_dir={tmp_path / 'runs'}/trial_{number} " in line
+        assert f"--optuna={url},search,{number}" in line.split()
+        assert "--trainer.callbacks+=common.callbacks.OptunaPruning" in line.split()
+    assert len(calls(tmp_path, "test", "lr")) == 3  # the pruned trial's best checkpoint too
+    assert results[1]["status"] == "pruned after 2 epochs"
+    table = (tmp_path / "runs/search.md").read_text()
+    assert "tpe sampler, median pruner after 1 warmup epochs, 3 trials" in table
+    rows = search_table_rows(table)
+    pruned = rows[-1]  # after the finished trials: its accuracies, fit wall time and status
+    assert pruned[0] == "1" and pruned[2:4] == [f"{trials[1].params['lr']:.4f}"] * 2
+    assert pruned[5] == "pruned after 2 epochs"
+    assert "Best: trial 1" not in table
+
+
+@pytest.mark.parametrize(("finished", "epochs"), [(0.99, 2), (0.0, 3)])
+def test_a_fit_below_the_finished_trials_median_stops_after_its_warmup(
+    tmp_path, monkeypatch, finished, epochs
+):
+    """The callback in a real fit (FakeData: val/acc near chance), with the arguments a search
+    with a pruner adds: two finished trials at ``finished`` every epoch prune it at its second
+    epoch (the first is its warmup); trials at 0 let it run its 3 epochs."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    for _ in range(2):
+        steps = dict.fromkeys(range(3), finished)
+        study.add_trial(optuna.trial.create_trial(value=finished, intermediate_values=steps))
+    number = study.ask().number
+    for key, value in zip(TRIAL_ENV, (url, "s", str(number)), strict=True):
+        monkeypatch.setenv(key, value)
+    search = Search(space={}, trials=3, startup_trials=2, pruner="median", pruning_warmup_epochs=1)
+    run_fit(tmp_path, "--trainer.max_epochs=3", *search.pruning_args())
+    reported = study.trials[number].intermediate_values
+    assert list(reported) == list(range(epochs))  # one report per epoch, the epoch its step
+    assert study.trials[number].state == TrialState.RUNNING  # the sweep tells it, not the fit
+    last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)
+    assert last["epoch"] == epochs - 1  # stopped, with its checkpoints
+    pruned = tmp_path / "pruned.json"
+    if epochs == 2:
+        assert json.loads(pruned.read_text()) == {"epoch": 1, "value": reported[1]}
+    else:
+        assert not pruned.exists()
+
+
+def test_the_pruning_callback_outside_a_search_says_so_in_one_line(tmp_path, monkeypatch):
+    for key in TRIAL_ENV:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(SystemExit) as error:
+        run_fit(tmp_path, "--trainer.callbacks+=common.callbacks.OptunaPruning")
+    message = str(error.value)
+    assert message.startswith(
+        "error: OptunaPruning runs inside a sweep search with a pruner: DLA_OPTUNA_STORAGE, "
+        "DLA_OPTUNA_STUDY, DLA_OPTUNA_TRIAL not set"
+    )
+    assert "\n" not in message

@@ -1,7 +1,9 @@
-"""Callbacks that observe training and never change it."""
+"""Callbacks that observe training and never change it — except ``OptunaPruning``, which, like
+Lightning's ``EarlyStopping``, may end a sweep search's fit early."""
 
 from common.callbacks.cam_export import CAMExport
 from common.callbacks.grad_norm import GradientNormMonitor
 from common.callbacks.ood_evaluation import OODEvaluation
+from common.callbacks.optuna_pruning import OptunaPruning
 
-__all__ = ["CAMExport", "GradientNormMonitor", "OODEvaluation"]
+__all__ = ["CAMExport", "GradientNormMonitor", "OODEvaluation", "OptunaPruning"]
