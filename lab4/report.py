@@ -20,7 +20,8 @@
   model from the newest ``robustness_strong.json`` (``configs/lab4/blocks/attack_strong.yaml``,
   L∞ balls): clean accuracy, robust accuracy per attack × radius, and the training wall time of
   the fit in the same run folder (:func:`fit_seconds`). A model without that test run yet is
-  listed as "not run"; each json goes beside the table.
+  listed as "not run"; each json goes beside the table, and a figure of the per-epoch
+  ``val/pgd_acc`` of the fits that logged it (the catastrophic-overfitting check).
 
 Without ``--output`` the table is printed and nothing is written. With it, every run is read
 first (a missing one stops the report in one line, before anything is written), then the table
@@ -36,6 +37,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -45,18 +47,24 @@ from jsonargparse import Namespace
 from common.checkpoints import read_checkpoint
 from common.commands import command_parser, copy_atomic, write_text_atomic
 from common.metrics import OOD_METRIC_LEGEND, OOD_METRIC_TITLES, OOD_METRICS
+from common.plots import plot_curves
 from common.sweep import slugify
 from lab4.attacks import REPORTED_METRICS
 
 log = logging.getLogger(__name__)
 
+#: the robustness report's figure of ``val/pgd_acc`` per epoch, beside its table
+PGD_CURVES = "robustness_pgd_curves.png"
+
 
 @dataclass
 class Report:
-    """A table and the files to copy beside it (name beside the table → source)."""
+    """A table, the files to copy beside it (name beside the table → source), and the figures
+    to draw beside it (name → a function that draws it at the path it is given)."""
 
     text: str
     files: dict[str, Path] = field(default_factory=dict)
+    figures: dict[str, Callable[[Path], Path]] = field(default_factory=dict)
 
 
 def versions(run_dir: Path, name: str) -> list[Path]:
@@ -282,6 +290,18 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
+def pgd_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``val/pgd_acc`` per epoch of the fit in ``run_dir``
+    (:class:`lab4.overfitting.CatastrophicOverfittingMonitor`), over its sessions (a resumed
+    one continues the epochs of the one before; a later session's value of an epoch wins)."""
+    by_epoch: dict[int, float] = {}
+    for path in sorted(run_dir.glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime):
+        for row in read_csv(path):
+            if row.get("val/pgd_acc"):
+                by_epoch[int(row["epoch"])] = float(row["val/pgd_acc"])
+    return sorted(by_epoch.items())
+
+
 def robustness_report(cfg: Namespace) -> Report:
     """The field's robustness table: clean and robust accuracy per attack × L∞ radius
     (``robustness_strong.json``) and the training wall time, one row per model."""
@@ -329,7 +349,22 @@ def robustness_report(cfg: Namespace) -> Report:
         "",
         *markdown(header, rows, "---|" + "---:|" * (len(header) - 1)),
     ]
-    return Report("\n".join(lines) + "\n", files)
+    curves = {label: pgd_curve(Path(run_dir)) for label, run_dir in cfg.runs.items()}
+    curves = {label: points for label, points in curves.items() if points}
+    figures = {}
+    if curves:  # the catastrophic-overfitting check of the models that had the monitor
+        lines += [
+            "",
+            f"Per-epoch PGD accuracy on the monitor's validation images ({', '.join(curves)}): "
+            f"{PGD_CURVES} (a collapse to ~0 within an epoch = catastrophic overfitting).",
+        ]
+        figures[PGD_CURVES] = partial(
+            plot_curves,
+            curves,
+            ylabel="val/pgd_acc (PGD-10 in the ε ball)",
+            title="robust validation accuracy per epoch",
+        )
+    return Report("\n".join(lines) + "\n", files, figures)
 
 
 #: ``--kind`` → the function that builds its report from the parsed options
@@ -364,5 +399,7 @@ def main(argv: list[str] | None = None) -> str:
     output = write_text_atomic(cfg.output, report.text)
     for name, source in report.files.items():
         copy_atomic(source, output.parent / name)
-    log.info("wrote %s and %d files beside it", output, len(report.files))
+    for name, draw in report.figures.items():
+        draw(output.parent / name)
+    log.info("wrote %s and %d files beside it", output, len(report.files) + len(report.figures))
     return report.text

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import yaml
 
 from common.cli import main
 from lab4.report import main as report
+from lab4.report import pgd_curve
 from tests.conftest import REPO
 
 
@@ -239,12 +241,15 @@ def strong_json(version, clean, robust, attacks=STRONG, mtime=None):
         os.utime(path, (mtime, mtime))
 
 
-def fit_version(version, start, end, resumed=False):
-    """A fit session's files: config.yaml written at ``start``, metrics.csv last at ``end``."""
+def fit_version(version, start, end, resumed=False, pgd=()):
+    """A fit session's files: config.yaml written at ``start``, metrics.csv last at ``end``;
+    ``pgd``: (epoch, val/pgd_acc) rows of the catastrophic-overfitting monitor."""
     version.mkdir(parents=True)
     ckpt_path = "runs/x/checkpoints/last.ckpt" if resumed else "null"
     (version / "config.yaml").write_text(f"seed_everything: 0\nckpt_path: {ckpt_path}\n")
-    write_csv(version / "metrics.csv", [{"epoch": 0, "train/loss": 1.0, "val/acc": 0.5}])
+    rows = [{"epoch": 0, "train/loss": 1.0, "val/acc": 0.5, "val/pgd_acc": ""}]
+    rows += [{"epoch": e, "train/loss": "", "val/acc": "", "val/pgd_acc": a} for e, a in pgd]
+    write_csv(version / "metrics.csv", rows)
     os.utime(version / "config.yaml", (start, start))
     os.utime(version / "metrics.csv", (end, end))
 
@@ -255,8 +260,8 @@ def strong_runs(tmp_path):
     fit had a Timer and whose evaluation had no APGD-CE; a model with a fit but no test yet."""
     cnn = tmp_path / "runs/cnn"
     fit_version(cnn / "version_0", 100, 200)  # an earlier fit, started over (--overwrite)
-    fit_version(cnn / "version_1", 1_000, 4_600)  # 3600 s
-    fit_version(cnn / "version_2", 5_000, 5_600, resumed=True)  # + 600 s
+    fit_version(cnn / "version_1", 1_000, 4_600, pgd=[(0, 0.1), (1, 0.2)])  # 3600 s
+    fit_version(cnn / "version_2", 5_000, 5_600, resumed=True, pgd=[(1, 0.25), (2, 0.3)])
     strong_json(cnn / "version_3", 0.5, {"fgsm": 0.8, "pgd": 0.8, "apgd_ce": 0.8}, mtime=6_000)
     write_csv(cnn / "version_3/metrics.csv", [{"test/acc": 0.8}])  # a test run: not a fit
     strong_json(cnn / "version_4", 0.75, {"fgsm": 1.0, "pgd": 0.5, "apgd_ce": 0.25}, mtime=7_000)
@@ -282,7 +287,7 @@ def test_robustness_table_robust_accuracy_per_attack_and_radius_and_training_tim
     assert output.read_text() == text
     lines = text.splitlines()
     assert lines[0].startswith("Robust accuracy: the fraction of 1000 CIFAR-10 test images")
-    table = lines[lines.index("") + 1 :]
+    table = lines[lines.index("") + 1 : -2]
     assert table == [
         "| model | clean acc | FGSM 2/255 ↑ | FGSM 8/255 ↑ | PGD-20 2/255 ↑ | PGD-20 8/255 ↑ "
         "| APGD-CE 2/255 ↑ | APGD-CE 8/255 ↑ | training time |",
@@ -292,9 +297,15 @@ def test_robustness_table_robust_accuracy_per_attack_and_radius_and_training_tim
         "| PGD-7 | not run |" + "  |" * 6 + " ≈ 1.5 h |",  # fitted (5400 s), not tested
         "| never run | not run |" + "  |" * 6 + " — |",
     ]
+    assert lines[-1] == (
+        "Per-epoch PGD accuracy on the monitor's validation images (CNN): "
+        "robustness_pgd_curves.png (a collapse to ~0 within an epoch = catastrophic overfitting)."
+    )
     assert sorted(p.name for p in output.parent.iterdir()) == [
-        "cnn_robustness_strong.json", "jarn_robustness_strong.json", "robustness.md"
+        "cnn_robustness_strong.json", "jarn_robustness_strong.json", "robustness.md",
+        "robustness_pgd_curves.png",
     ]  # fmt: skip
+    assert pgd_curve(Path(strong_runs["CNN"])) == [(0, 0.1), (1, 0.25), (2, 0.3)]  # resumed wins
     copied = json.loads((output.parent / "cnn_robustness_strong.json").read_text())
     assert copied["rows"][0]["clean_accuracy"] == 0.75  # the newest test run's (version_4)
 
