@@ -30,7 +30,8 @@ from jsonargparse.typing import PositiveInt
 from sqlalchemy.engine import make_url
 
 from common.commands import command_parser, writable_folder, write_text_atomic
-from common.study import Search, SweepStudy, Taken, cell_key
+from common.search import Search
+from common.study import SweepStudy, Taken, cell_key
 
 log = logging.getLogger(__name__)
 

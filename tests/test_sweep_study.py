@@ -21,7 +21,8 @@ import yaml
 from optuna.trial import TrialState
 
 from common.cli import main as lab_main
-from common.study import TRIAL_ENV, Search, SweepStudy, cell_key
+from common.search import Search
+from common.study import TRIAL_ENV, SweepStudy, cell_key
 from common.sweep import main
 from tests.conftest import REPO
 from tests.test_cli import run_fit
