@@ -18,6 +18,25 @@ if (REPO.parent / "shared" / "data").is_dir():  # this team's offline archives a
     os.environ.setdefault("DLA_DATA_ARCHIVES", str(REPO.parent / "shared" / "data"))
 
 
+def tiny_trainer(default_root_dir: Path | None = None, **kwargs):
+    """A CPU Trainer for module-level tests: two short epochs, no logger, checkpoints or bars
+    (``kwargs`` override)."""
+    import lightning as L
+
+    options = dict(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=default_root_dir,
+    )
+    return L.Trainer(**{**options, **kwargs})
+
+
 def write_image_folder(root: Path, classes: list[str], per_class: int, shape=(3, 8, 8), seed=0):
     """Write random PNGs as ``root/<class>/<i>.png``; returns the uint8 images in folder order."""
     generator = torch.Generator().manual_seed(seed)

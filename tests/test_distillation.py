@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -19,7 +18,7 @@ from common.data import FakeDataModule
 from common.losses import DistillationLoss, distillation_loss
 from common.models import CifarResNet
 from lab1.distillation import DistillationClassifier
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_trainer
 
 CONFIGS = REPO / "configs/lab1/distillation"
 DISTILLED = [f"--config={CONFIGS / 'student_alone.yaml'}", f"--config={CONFIGS / 'distilled.yaml'}"]
@@ -98,21 +97,6 @@ def tiny_data() -> FakeDataModule:
     return FakeDataModule(train_size=48, val_size=16, test_size=16, batch_size=16)
 
 
-def trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=2,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **kwargs})
-
-
 @pytest.fixture(scope="module")
 def teacher_checkpoint(tmp_path_factory) -> str:
     """A `fit` checkpoint of a tiny ImageClassifier (one batch of FakeData)."""
@@ -120,7 +104,7 @@ def teacher_checkpoint(tmp_path_factory) -> str:
     L.seed_everything(0)
     data = tiny_data()
     classifier = ImageClassifier(tiny_network(), 10, normalization=data.normalization)
-    fit = trainer(path.parent, max_epochs=1, limit_train_batches=1)
+    fit = tiny_trainer(path.parent, max_epochs=1, limit_train_batches=1)
     fit.fit(classifier, data)
     fit.save_checkpoint(path)
     return str(path)
@@ -159,7 +143,7 @@ def test_the_teacher_stays_frozen_and_in_eval_mode(teacher_checkpoint, tmp_path)
     assert not module.teacher.training and module.model.training
     modes = TeacherModes()
     # validation between the epochs: Lightning restores modes around it
-    trainer(tmp_path, callbacks=[modes], num_sanity_val_steps=1).fit(module, tiny_data())
+    tiny_trainer(tmp_path, callbacks=[modes], num_sanity_val_steps=1).fit(module, tiny_data())
     assert modes.teacher == [False] * 4 and modes.student == [True] * 4
     assert not any(p.requires_grad or p.grad is not None for p in module.teacher.parameters())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)  # logged, tabled
@@ -183,14 +167,14 @@ def test_alpha_0_trains_like_the_image_classifier(teacher_checkpoint, tmp_path):
     sgd = distilled.optimizer
     plain = ImageClassifier(tiny_network(), 10, tiny_data().normalization, sgd, label_smoothing=0.1)
     for module in (distilled, plain):
-        trainer(tmp_path, limit_val_batches=0).fit(module, tiny_data())
+        tiny_trainer(tmp_path, limit_val_batches=0).fit(module, tiny_data())
     trained, expected = distilled.model.state_dict(), plain.model.state_dict()
     assert all(torch.allclose(trained[k].float(), expected[k].float()) for k in expected)
 
 
 def test_checkpoints_hold_the_student_only(teacher_checkpoint, tmp_path):
     module = distiller(teacher_checkpoint)
-    fit = trainer(tmp_path, max_epochs=1)
+    fit = tiny_trainer(tmp_path, max_epochs=1)
     fit.fit(module, tiny_data())
     path = tmp_path / "student.ckpt"
     fit.save_checkpoint(path)
@@ -202,7 +186,7 @@ def test_checkpoints_hold_the_student_only(teacher_checkpoint, tmp_path):
     assert all(torch.equal(v, trained[k]) for k, v in student.state_dict().items())
     # and a fresh module (teacher from teacher_checkpoint) loads it strictly
     fresh = distiller(teacher_checkpoint)
-    trainer(tmp_path).validate(fresh, tiny_data(), ckpt_path=path, verbose=False)
+    tiny_trainer(tmp_path).validate(fresh, tiny_data(), ckpt_path=path, verbose=False)
     assert all(torch.equal(v, trained[k]) for k, v in fresh.model.state_dict().items())
 
 

@@ -2,7 +2,6 @@
 
 import json
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -13,7 +12,7 @@ from common.data.datasets import IMAGENETTE_CLASSES
 from common.models import CifarResNet
 from lab1.finetune import STRATEGIES, FineTuneClassifier, trainable_backbone
 from lab1.svm_baseline import fit_svm
-from tests.conftest import REPO, write_image_folder
+from tests.conftest import REPO, tiny_trainer, write_image_folder
 
 WNIDS = list(IMAGENETTE_CLASSES)
 
@@ -148,16 +147,7 @@ def test_frozen_batch_norm_statistics_survive_a_lightning_fit():
     source = tiny_resnet()
     module = FineTuneClassifier(tiny_resnet(), num_classes=3, strategy="last_block")
     module.model.features.load_state_dict(source.features.state_dict())
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, FakeDataModule(image_shape=(3, 16, 16), num_classes=3, val_size=32))
+    tiny_trainer().fit(module, FakeDataModule(image_shape=(3, 16, 16), num_classes=3, val_size=32))
     features = module.model.features
     assert torch.equal(features.bn1.running_mean, source.features.bn1.running_mean)
     assert torch.equal(
