@@ -11,7 +11,6 @@ whichever process ran each run.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -23,13 +22,14 @@ import time
 from collections.abc import Callable
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
 from sqlalchemy.engine import make_url
 
 from common.commands import command_parser, writable_folder, write_text_atomic
+from common.run_logs import fit_seconds, last_value, metric_by_epoch, read_csv
 from common.search import Search
 from common.study import SweepStudy, Taken, cell_key
 
@@ -47,8 +47,7 @@ def slugify(text: str) -> str:
 def _newest_metrics(run_dir: Path, column: str) -> list[dict[str, str]]:
     """Rows of the newest ``version_*/metrics.csv`` under ``run_dir`` that has ``column``."""
     for path in sorted(run_dir.glob("version_*/metrics.csv"), key=os.path.getmtime, reverse=True):
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
+        rows = read_csv(path)
         if rows and column in rows[0]:
             return rows
     return []
@@ -59,12 +58,32 @@ def _last_value(rows: list[dict[str, str]], column: str) -> float | None:
     return values[-1] if values else None
 
 
+def run_metrics(run_dir: Path) -> dict[str, Any]:
+    """What the logs of a ``fit`` then ``test`` run folder say: the newest test, and the fit
+    over all its sessions (an interrupted fit resumed in a new ``version_*``,
+    :mod:`common.run_logs`): its ``val/acc`` curve, wall time and epochs."""
+    test_rows = _newest_metrics(run_dir, "test/acc")
+    val_acc = metric_by_epoch(run_dir, "val/acc")
+    train_loss = metric_by_epoch(run_dir, "train/loss")
+    seconds = fit_seconds(run_dir)
+    return {
+        "test_acc": _last_value(test_rows, "test/acc"),
+        "teacher_test_acc": _last_value(test_rows, "test/teacher_acc"),  # distillation runs
+        "best_val_acc": max((acc for _, acc in val_acc), default=None),
+        "final_train_loss": train_loss[-1][1] if train_loss else None,
+        "trainable_params": last_value(run_dir, "trainable_params"),
+        "val_curve": [list(point) for point in val_acc],  # as JSON keeps it (result.json)
+        "grad_norms": _grad_norms(run_dir),
+        "fit_seconds": None if seconds is None else seconds[0],
+        "fit_epochs": len(train_loss),
+    }
+
+
 def _grad_norms(run_dir: Path) -> list[dict[str, str]]:
     paths = sorted(run_dir.glob("version_*/grad_norms.csv"), key=os.path.getmtime)
     if not paths:
         return []
-    with open(paths[-1]) as f:
-        return list(csv.DictReader(f))
+    return read_csv(paths[-1])
 
 
 def run_one(
@@ -78,11 +97,14 @@ def run_one(
     """Fit then test one configuration (on the GPUs ``devices``, e.g. ``"1"``, when given, with
     the extra environment variables ``env``); returns its metrics or the reason it failed. A fit
     that its pruning callback stopped (``pruned.json``) is tested too, and says so."""
+    own_command = bool(args) and not args[0].startswith("-")
     done = run_dir / "result.json"
     if done.is_file():
         saved = json.loads(done.read_text())
         if saved.get("args") == args:
             log.info("reusing %s", done)
+            if not own_command and not saved["status"].startswith("failed"):
+                saved.update(run_metrics(run_dir))  # its logs, read again: they are the truth
             return saved
     run_dir.mkdir(parents=True, exist_ok=True)
     pruned = run_dir / "pruned.json"
@@ -92,7 +114,6 @@ def run_one(
     if devices is not None:
         process_env["CUDA_VISIBLE_DEVICES"] = devices
     result: dict[str, Any] = {"args": args}
-    own_command = bool(args) and not args[0].startswith("-")
     if own_command:  # a lab command (e.g. `baseline`) that writes run_dir/metrics.json
         commands = [[*base, *args, f"--run_dir={run_dir}"]]
     else:
@@ -102,14 +123,12 @@ def run_one(
             [*base, "fit", *common, "--ckpt_path=last"],
             [*base, "test", *common, "--ckpt_path=best"],
         ]
-    start = time.perf_counter()
     returncode = 0
     with open(run_dir / "sweep.log", "w") as out:
         for command in commands:
             returncode = subprocess.run(
                 command, stdout=out, stderr=subprocess.STDOUT, env=process_env
             ).returncode
-            result.setdefault("fit_seconds", time.perf_counter() - start)
             if returncode != 0:
                 break
     if returncode != 0:
@@ -121,18 +140,7 @@ def run_one(
     if own_command:
         result.update(json.loads((run_dir / "metrics.json").read_text()))
     else:
-        fit_rows = _newest_metrics(run_dir, "train/loss")
-        val_acc = [(int(r["epoch"]), float(r["val/acc"])) for r in fit_rows if r.get("val/acc")]
-        test_rows = _newest_metrics(run_dir, "test/acc")
-        result.update(
-            test_acc=_last_value(test_rows, "test/acc"),
-            teacher_test_acc=_last_value(test_rows, "test/teacher_acc"),  # distillation runs
-            best_val_acc=max((acc for _, acc in val_acc), default=None),
-            final_train_loss=_last_value(fit_rows, "train/loss"),
-            trainable_params=_last_value(fit_rows, "trainable_params"),
-            val_curve=val_acc,
-            grad_norms=_grad_norms(run_dir),
-        )
+        result.update(run_metrics(run_dir))
         if pruned.is_file():
             epoch = json.loads(pruned.read_text())["epoch"]
             result.update(status=f"pruned after {epoch + 1} epochs", pruned_epoch=epoch)
@@ -177,11 +185,12 @@ def write_table(
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Every run:",
+        "Every run (fit wall time: from its log files, every session of an interrupted and "
+        "resumed fit summed, validation included):",
         "",
         f"| model | {parameter_label} | test acc | best val acc | final train loss | "
-        "trainable params | fit wall time (s) | status |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "trainable params | epochs | fit wall time (s) | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (name, value), r in results.items():
         params = r.get("trainable_params")
@@ -189,9 +198,18 @@ def write_table(
             f"| {name} | {value} | {_fmt(r.get('test_acc'))} | "
             f"{_fmt(r.get('best_val_acc', r.get('val_acc')))} | "
             f"{_fmt(r.get('final_train_loss'))} | {'–' if params is None else f'{params:,.0f}'} | "
-            f"{_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
+            f"{r.get('fit_epochs', '–')} | {_fmt(r.get('fit_seconds'), 1)} | {r['status']} |"
         )
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def baselines_and_best(
+    results: dict[tuple[str, Any], dict], experiments: list[str]
+) -> dict[tuple[str, Any], dict]:
+    """The baselines' results and that of the grid's run of best test accuracy (if any)."""
+    grid = {cell: r for cell, r in results.items() if cell[0] in experiments and r.get("test_acc")}
+    best = max(grid, key=lambda cell: grid[cell]["test_acc"], default=None)
+    return {cell: r for cell, r in results.items() if cell[0] not in experiments or cell == best}
 
 
 def gradient_norm_panels(
@@ -287,6 +305,12 @@ def _parser(package: str) -> ArgumentParser:
     parser.add_argument("--table", type=str, required=True, help="markdown table file name")
     parser.add_argument("--figure", type=str | None, default=None, help="gradient-norm figure")
     parser.add_argument("--curves", type=str | None, default=None, help="val/acc curves figure")
+    parser.add_argument(
+        "--curves_of",
+        type=Literal["all", "baselines_and_best"],
+        default="all",
+        help="runs drawn in --curves: all, or the baselines and the grid's best test accuracy",
+    )
     parser.add_argument(
         "--jobs",
         type=PositiveInt | None,
@@ -398,7 +422,9 @@ def _figures(cfg, results: dict, curves: dict[str, list], output_dir: Path) -> l
         title = "gradient norm vs layer depth"
         written.append(plot_gradient_norms(panels, output_dir / cfg.figure, title=title))
     if cfg.curves:
-        title = "validation accuracy of every run"
+        title = "validation accuracy of " + (
+            "every run" if cfg.curves_of == "all" else "the baselines and the best run"
+        )
         written.append(plot_curves(curves, output_dir / cfg.curves, title=title))
     return written
 
@@ -447,10 +473,13 @@ def main(argv: list[str], package: str) -> dict[Any, dict]:
     else:
         values = _grid_values(cfg)
         write_table(table, results, list(cfg.experiments), values, cfg.parameter_label, header)
-        curves = {
-            f"{row}, {cfg.parameter_label} {value}": r.get("val_curve") or []
-            for (row, value), r in results.items()
-        }
+        cells = results
+        if cfg.curves_of == "baselines_and_best":
+            cells = baselines_and_best(results, list(cfg.experiments))
+        curves = {}
+        for (row, value), r in cells.items():
+            label = row if value == "–" else f"{row}, {cfg.parameter_label} {value}"
+            curves[label] = r.get("val_curve") or []
     written = [table, *_figures(cfg, results, curves, output_dir)]
     print(table.read_text())
     log.info("wrote %s", ", ".join(map(str, written)))

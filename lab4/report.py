@@ -19,9 +19,9 @@
 - ``robustness`` (``results/lab4/robustness.md``): the field's standard evaluation, one row per
   model from the newest ``robustness_strong.json`` (``configs/lab4/blocks/attack_strong.yaml``,
   L∞ balls): clean accuracy, robust accuracy per attack × radius, and the training wall time of
-  the fit in the same run folder (:func:`fit_seconds`). A model without that test run yet is
-  listed as "not run"; each json goes beside the table, and a figure of the per-epoch
-  ``val/pgd_acc`` of the fits that logged it (the catastrophic-overfitting check).
+  the fit in the same run folder (:func:`common.run_logs.fit_seconds`). A model without that
+  test run yet is listed as "not run"; each json goes beside the table, and a figure of the
+  per-epoch ``val/pgd_acc`` of the fits that logged it (the catastrophic-overfitting check).
 
 Without ``--output`` the table is printed and nothing is written. With it, every run is read
 first (a missing one stops the report in one line, before anything is written), then the table
@@ -30,7 +30,6 @@ is written atomically and the files beside it copied.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -41,13 +40,12 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from jsonargparse import Namespace
 
-from common.checkpoints import read_checkpoint
 from common.commands import command_parser, copy_atomic, write_text_atomic
 from common.metrics import OOD_METRIC_LEGEND, OOD_METRIC_TITLES, OOD_METRICS
 from common.plots import plot_curves
+from common.run_logs import fit_seconds, metric_by_epoch, read_csv
 from common.sweep import slugify
 from lab4.attacks import REPORTED_METRICS
 
@@ -75,11 +73,6 @@ def versions(run_dir: Path, name: str) -> list[Path]:
             f"no {name} under {run_dir}; run `python -m lab4 test` with its config first"
         )
     return found
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def markdown(header: list[str], rows: list[list[str]], align: str) -> list[str]:
@@ -252,54 +245,11 @@ ATTACK_TITLES = {"fgsm": "FGSM", "iterative": "I-FGSM-{steps}", "pgd": "PGD-{ste
                  "apgd_ce": "APGD-CE"}  # fmt: skip
 
 
-def fit_seconds(run_dir: Path) -> tuple[float, bool] | None:
-    """The training wall time of the fit in ``run_dir``: ``(seconds, exact)``, ``None`` if the
-    folder holds no fit.
-
-    Exact where the fit had Lightning's ``Timer`` callback (``--trainer.callbacks+=Timer
-    --trainer.callbacks.interval=epoch``; without an interval the CLI cannot write the default,
-    an enum, into config.yaml): its ``time_elapsed["train"]`` in ``checkpoints/last.ckpt``
-    (resumed sessions included).
-    Otherwise approximate, from file times: a fit session is a ``version_*`` folder whose
-    ``metrics.csv`` has ``train/`` columns; it lasts from its ``config.yaml`` (written once the
-    data are loaded, as training starts) to the last write of its ``metrics.csv`` (its end).
-    The training is the newest session that started afresh (``ckpt_path: null`` in its
-    config) and the sessions that resumed it after; their durations are summed, so the pauses
-    between them do not count while validation and the per-epoch monitors do.
-    """
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        callbacks = read_checkpoint(last).get("callbacks", {})
-        timer = next((s for k, s in callbacks.items() if k.startswith("Timer")), None)
-        if timer is not None:
-            return float(timer["time_elapsed"]["train"]), True
-    sessions = []
-    for config in sorted(run_dir.glob("version_*/config.yaml"), key=lambda p: p.stat().st_mtime):
-        metrics = config.with_name("metrics.csv")
-        if metrics.is_file() and "train/" in metrics.open().readline():
-            fresh = (yaml.safe_load(config.read_text()) or {}).get("ckpt_path") is None
-            sessions = [] if fresh else sessions
-            sessions.append(metrics.stat().st_mtime - config.stat().st_mtime)
-    return (sum(sessions), False) if sessions else None
-
-
 def duration(seconds: float) -> str:
     """``"42 s"``, ``"17 min"`` or ``"1.5 h"``."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
-
-
-def pgd_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """``val/pgd_acc`` per epoch of the fit in ``run_dir``
-    (:class:`lab4.overfitting.CatastrophicOverfittingMonitor`), over its sessions (a resumed
-    one continues the epochs of the one before; a later session's value of an epoch wins)."""
-    by_epoch: dict[int, float] = {}
-    for path in sorted(run_dir.glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime):
-        for row in read_csv(path):
-            if row.get("val/pgd_acc"):
-                by_epoch[int(row["epoch"])] = float(row["val/pgd_acc"])
-    return sorted(by_epoch.items())
 
 
 def robustness_report(cfg: Namespace) -> Report:
@@ -345,11 +295,13 @@ def robustness_report(cfg: Namespace) -> Report:
         "steps of ε/4 from a random start; APGD-CE: 100 iterations (APGD-CE-k: k) of its own",
         "step-size schedule (AutoAttack's first attack); ×R: R restarts. Training time: wall time",
         "of the fit (validation and monitors included) on the machine that ran it; ≈: from file",
-        "times (lab4.report.fit_seconds), exact when the fit had a Timer callback.",
+        "times (common.run_logs.fit_seconds), exact when the fit had a Timer callback.",
         "",
         *markdown(header, rows, "---|" + "---:|" * (len(header) - 1)),
     ]
-    curves = {label: pgd_curve(Path(run_dir)) for label, run_dir in cfg.runs.items()}
+    curves = {
+        label: metric_by_epoch(Path(run_dir), "val/pgd_acc") for label, run_dir in cfg.runs.items()
+    }
     curves = {label: points for label, points in curves.items() if points}
     figures = {}
     if curves:  # the catastrophic-overfitting check of the models that had the monitor

@@ -2,10 +2,10 @@
 
 ``sweep`` is the real :mod:`common.sweep`. ``fit`` and ``test`` import nothing heavy: they append
 their command line and ``--gpus=$CUDA_VISIBLE_DEVICES`` to the file ``--calls`` (shared by every
-process), sleep ``$FAKE_LAB_SLEEP``
-seconds (a test kills a worker meanwhile), and write the ``version_*/metrics.csv`` a Lightning run
-leaves, with ``val/acc`` = ``test/acc`` = ``--acc``, else ``--lr`` (which a search draws), else
-a number drawn from the run folder's name; ``--fail=true`` exits as a bad configuration does.
+process), sleep ``$FAKE_LAB_SLEEP`` seconds (a test kills a worker meanwhile), and write the
+``version_*/config.yaml`` and ``metrics.csv`` a Lightning run leaves, with ``val/acc`` =
+``test/acc`` = ``--acc``, else ``--lr`` (which a search draws), else a number drawn from the run
+folder's name; ``--fail=true`` exits as a bad configuration does.
 Each call also logs the search trial named in its environment, ``--optuna=<url>,<study>,<number>``
 (empty in a grid); a ``fit`` given the pruning callback whose trial number is in
 ``$FAKE_LAB_PRUNE`` (e.g. ``1,3``) writes the ``pruned.json`` of a fit pruned after its warmup.
@@ -39,6 +39,7 @@ def fake_run(command: str, argv: list[str]) -> None:
         row = {"epoch": 0, "step": 1, "test/acc": acc}
     folder = root / f"version_{len(list(root.glob('version_*')))}"
     folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("ckpt_path: null\n")  # as the CLI writes: a fresh start
     with open(folder / "metrics.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(row))
         writer.writeheader()

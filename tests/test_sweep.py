@@ -29,7 +29,7 @@ def test_sweep_writes_table_and_figure_and_reports_failed_runs(tmp_path):
         ],
     )
     table = (tmp_path / "table.md").read_text()
-    accuracy_table, every_run = table.split("Every run:")
+    accuracy_table, every_run = table.split("Every run")
     cells = {
         line.split("|")[1].strip(): line.split("|")[2].strip()
         for line in accuracy_table.splitlines()
@@ -87,7 +87,7 @@ def test_finetune_sweep_puts_the_baselines_first_and_counts_trainable_parameters
         ],
     )
     table = (tmp_path / "table.md").read_text()
-    every_run = table.split("Every run:")[1].splitlines()
+    every_run = table.split("Every run")[1].splitlines()
     rows = [
         line.split("|")[1:-1] for line in every_run if line.startswith("| ") and "---" not in line
     ]
@@ -114,3 +114,51 @@ def test_the_table_names_the_teacher_of_a_distillation_sweep(tmp_path):
     assert "Teacher: 0.8750 test accuracy." in text
     assert "| distilled | 0.6000 | 0.6250 |" in text
     assert "Baselines: alone 0.5000." in text
+
+
+def test_a_resumed_runs_curve_time_and_epochs_span_all_its_sessions(tmp_path):
+    """An interrupted fit resumed in a new version_* (then tested): the reused result reads the
+    whole training from the logs, not only its last session, nor what result.json said."""
+    import json
+    import os
+
+    from common.sweep import run_one
+
+    run_dir = tmp_path / "run"
+
+    def session(version: int, ckpt_path: str | None, rows: list[str], start: int, end: int):
+        folder = run_dir / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump({"ckpt_path": ckpt_path}))
+        (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+        os.utime(folder / "config.yaml", (start, start))
+        os.utime(folder / "metrics.csv", (end, end))
+
+    header = "epoch,step,train/loss,trainable_params,val/acc"
+    session(0, None, [header, ",0,,44,", "0,9,2.0,,0.4", "1,19,1.5,,0.5"], 1_000, 1_100)
+    session(1, "last.ckpt", [header, "2,29,1.0,,0.7", "3,39,0.8,,0.6"], 5_000, 5_080)
+    session(2, "best.ckpt", ["epoch,step,test/acc", "2,40,0.65"], 6_000, 6_010)
+    args = ["--config=x.yaml"]
+    stale = {"args": args, "status": "ok", "val_curve": [[2, 0.7], [3, 0.6]], "fit_seconds": 80}
+    (run_dir / "result.json").write_text(json.dumps(stale))
+    result = run_one("lab1", args, run_dir, threads=1)
+    assert result["val_curve"] == [[0, 0.4], [1, 0.5], [2, 0.7], [3, 0.6]]
+    assert result["best_val_acc"] == 0.7
+    assert result["final_train_loss"] == 0.8
+    assert result["trainable_params"] == 44
+    assert result["fit_epochs"] == 4
+    assert result["fit_seconds"] == 180  # 100 + 80 s: the pause between sessions is not counted
+    assert result["test_acc"] == 0.65
+
+
+def test_the_curves_can_show_the_baselines_against_the_best_run_only():
+    from common.sweep import baselines_and_best
+
+    results = {
+        ("alone", "–"): {"status": "ok", "test_acc": 0.8},
+        ("distilled", 1): {"status": "ok", "test_acc": 0.81},
+        ("distilled", 2): {"status": "ok", "test_acc": 0.83},
+        ("distilled", 4): {"status": "running"},
+    }
+    assert list(baselines_and_best(results, ["distilled"])) == [("alone", "–"), ("distilled", 2)]
+    assert list(baselines_and_best({("distilled", 4): {}}, ["distilled"])) == []
