@@ -89,6 +89,12 @@ class DistillationClassifier(ImageClassifier):
         )
         self.teacher_val_logged = False
 
+    def on_fit_start(self) -> None:
+        # Lightning warns of every module in eval mode as training starts: the teacher's are
+        # meant to be. Silenced for exactly their count, so a student's would still be reported.
+        frozen = sum(1 for _ in self.teacher.modules())
+        warnings.filterwarnings("ignore", rf"Found {frozen} module\(s\) in eval mode")
+
     def train(self, mode: bool = True) -> DistillationClassifier:
         super().train(mode)
         self.teacher.eval()  # `model.train()` (by Lightning or a user) must not switch it

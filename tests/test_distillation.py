@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import lightning as L
 import numpy as np
@@ -143,7 +144,10 @@ def test_the_teacher_stays_frozen_and_in_eval_mode(teacher_checkpoint, tmp_path)
     assert not module.teacher.training and module.model.training
     modes = TeacherModes()
     # validation between the epochs: Lightning restores modes around it
-    tiny_trainer(tmp_path, callbacks=[modes], num_sanity_val_steps=1).fit(module, tiny_data())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_trainer(tmp_path, callbacks=[modes], num_sanity_val_steps=1).fit(module, tiny_data())
+    assert not [w for w in caught if "in eval mode" in str(w.message)]  # the teacher's are meant
     assert modes.teacher == [False] * 4 and modes.student == [True] * 4
     assert not any(p.requires_grad or p.grad is not None for p in module.teacher.parameters())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)  # logged, tabled
