@@ -287,3 +287,22 @@ def test_every_run_of_the_distillation_sweep_has_the_same_recipe_and_its_own_t_a
             assert recipe == expected, run
             grid.add((model["temperature"], model["alpha"]))
     assert grid == {(t, a) for t in (1.0, 2.0, 4.0, 8.0) for a in (0.5, 0.9)}
+
+
+def test_the_teacher_override_is_the_recipe_without_label_smoothing(capsys):
+    def printed(*configs: str) -> dict:
+        with pytest.raises(SystemExit) as done:
+            main("lab1", ["fit", *(f"--config={c}" for c in configs), "--print_config"])
+        assert done.value.code in (0, None)
+        return yaml.safe_load(capsys.readouterr().out)
+
+    recipe = REPO / "configs/lab1/resnet20_cifar10.yaml"
+    base, teacher = printed(recipe), printed(recipe, CONFIGS / "teacher.yaml")
+    assert base["model"]["init_args"]["label_smoothing"] == 0.1
+    assert teacher["model"]["init_args"]["label_smoothing"] == 0.0
+    distilled = yaml.safe_load((CONFIGS / "distilled.yaml").read_text())
+    root = teacher["trainer"]["default_root_dir"]  # distilled.yaml reads its best checkpoint
+    assert distilled["model"]["init_args"]["teacher_checkpoint"] == f"{root}/checkpoints/best.ckpt"
+    for config in (base, teacher):  # all else is the recipe
+        del config["model"]["init_args"]["label_smoothing"], config["trainer"]["default_root_dir"]
+    assert teacher == base
