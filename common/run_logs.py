@@ -10,6 +10,7 @@ folders; these functions put them together. Used by the sweep tables and the Lab
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import yaml
@@ -47,16 +48,27 @@ def metric_by_epoch(run_dir: Path, column: str) -> list[tuple[int, float]]:
     return sorted(by_epoch.items())
 
 
+def last_in(rows: list[dict[str, str]], column: str) -> float | None:
+    """The last value of ``column`` in ``rows``, ``None`` if none has one."""
+    values = [float(row[column]) for row in rows if row.get(column)]
+    return values[-1] if values else None
+
+
 def last_value(run_dir: Path, column: str) -> float | None:
     """The last ``column`` logged by the training in ``run_dir`` (with or without an epoch, e.g.
     ``trainable_params``, logged once as it starts), ``None`` if it never was."""
-    values = [
-        float(row[column])
-        for session in fit_sessions(run_dir)
-        for row in read_csv(session / "metrics.csv")
-        if row.get(column)
-    ]
-    return values[-1] if values else None
+    rows = [row for s in fit_sessions(run_dir) for row in read_csv(s / "metrics.csv")]
+    return last_in(rows, column)
+
+
+def newest_rows(run_dir: Path, column: str) -> list[dict[str, str]]:
+    """Rows of the newest ``version_*/metrics.csv`` under ``run_dir`` that has ``column``
+    (e.g. ``test/acc``: the newest test session)."""
+    for path in sorted(run_dir.glob("version_*/metrics.csv"), key=os.path.getmtime, reverse=True):
+        rows = read_csv(path)
+        if rows and column in rows[0]:
+            return rows
+    return []
 
 
 def fit_seconds(run_dir: Path) -> tuple[float, bool] | None:

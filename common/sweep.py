@@ -29,7 +29,14 @@ from jsonargparse.typing import PositiveInt
 from sqlalchemy.engine import make_url
 
 from common.commands import command_parser, writable_folder, write_text_atomic
-from common.run_logs import fit_seconds, last_value, metric_by_epoch, read_csv
+from common.run_logs import (
+    fit_seconds,
+    last_in,
+    last_value,
+    metric_by_epoch,
+    newest_rows,
+    read_csv,
+)
 from common.search import Search
 from common.study import SweepStudy, Taken, cell_key
 
@@ -44,31 +51,17 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def _newest_metrics(run_dir: Path, column: str) -> list[dict[str, str]]:
-    """Rows of the newest ``version_*/metrics.csv`` under ``run_dir`` that has ``column``."""
-    for path in sorted(run_dir.glob("version_*/metrics.csv"), key=os.path.getmtime, reverse=True):
-        rows = read_csv(path)
-        if rows and column in rows[0]:
-            return rows
-    return []
-
-
-def _last_value(rows: list[dict[str, str]], column: str) -> float | None:
-    values = [float(r[column]) for r in rows if r.get(column)]
-    return values[-1] if values else None
-
-
 def run_metrics(run_dir: Path) -> dict[str, Any]:
     """What the logs of a ``fit`` then ``test`` run folder say: the newest test, and the fit
     over all its sessions (an interrupted fit resumed in a new ``version_*``,
     :mod:`common.run_logs`): its ``val/acc`` curve, wall time and epochs."""
-    test_rows = _newest_metrics(run_dir, "test/acc")
+    test_rows = newest_rows(run_dir, "test/acc")
     val_acc = metric_by_epoch(run_dir, "val/acc")
     train_loss = metric_by_epoch(run_dir, "train/loss")
     seconds = fit_seconds(run_dir)
     return {
-        "test_acc": _last_value(test_rows, "test/acc"),
-        "teacher_test_acc": _last_value(test_rows, "test/teacher_acc"),  # distillation runs
+        "test_acc": last_in(test_rows, "test/acc"),
+        "teacher_test_acc": last_in(test_rows, "test/teacher_acc"),  # distillation runs
         "best_val_acc": max((acc for _, acc in val_acc), default=None),
         "final_train_loss": train_loss[-1][1] if train_loss else None,
         "trainable_params": last_value(run_dir, "trainable_params"),
