@@ -17,9 +17,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
@@ -72,28 +74,41 @@ def writable_folder(folder: str | Path, option: str) -> Path:
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure
-    half-way leaves the old file (if any) untouched."""
+def default_file_mode() -> int:
+    """The mode ``open`` gives a new file, ``0o666`` less the process's umask: a temporary file
+    is created ``0o600`` (private), which a file the project keeps must not inherit."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def replace_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Make ``path`` with ``write(file)`` through a temporary file in the same folder, so a
+    failure half-way leaves the old file (if any) untouched and no temporary file behind; the
+    new file gets the usual permissions (:func:`default_file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
-        file.write(text)
-    os.replace(file.name, path)
+    file = tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp")
+    try:
+        with file:
+            write(file)
+        os.chmod(file.name, default_file_mode())
+        os.replace(file.name, path)
+    except BaseException:
+        Path(file.name).unlink(missing_ok=True)
+        raise
     return path
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomic`)."""
+    return replace_atomic(path, lambda file: file.write(text.encode()))
+
+
 def copy_atomic(source: str | Path, destination: str | Path) -> Path:
-    """Copy a file the way :func:`write_text_atomic` writes one."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(source, "rb") as original,
-        tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".tmp") as file,
-    ):
-        shutil.copyfileobj(original, file)
-    os.replace(file.name, destination)
-    return destination
+    """Copy a file atomically (:func:`replace_atomic`)."""
+    with open(source, "rb") as original:
+        return replace_atomic(destination, partial(shutil.copyfileobj, original))
 
 
 @dataclass
