@@ -88,14 +88,14 @@ def replace_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Pat
     new file gets the usual permissions (:func:`default_file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    file = tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        with file:
+        with open(descriptor, "wb") as file:
             write(file)
-        os.chmod(file.name, default_file_mode())
-        os.replace(file.name, path)
+        os.chmod(temporary, default_file_mode())
+        os.replace(temporary, path)
     except BaseException:
-        Path(file.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
     return path
 
