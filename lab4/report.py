@@ -8,14 +8,16 @@
   accuracy; the first table has the group means (near- and far-OOD AUROC and both FPR@95
   conventions), the second every metric per OOD set; detectors that use no classifier (the
   autoencoder) get rows of their own. The figures of MSP and of each model's best detector on
-  the first group (near-OOD) go beside the table.
+  the first group (near-OOD) go beside the table; models without a test run yet are named under
+  it.
 - ``adversarial`` (``results/lab4/adversarial_training.md``): one row per model from
   ``robustness.csv`` (:class:`lab4.robustness.RobustnessEvaluation`) and ``ood_metrics.csv``:
   clean accuracy, robust accuracy and success rate per attack and ε, near-OOD AUROC. A model
   without a test run yet is listed as "not run".
 - ``attacks`` (``results/lab4/attacks/attacks.md``): the attack sweeps
   (``configs/lab4/attacks/``), each model's newest ``robustness.json`` per target, untargeted
-  first, one row per attack × ε; each sweep's json and figures go beside the table.
+  first, one row per attack × ε; each sweep's json and figures go beside the table; models
+  without a sweep yet are named under it.
 - ``robustness`` (``results/lab4/robustness.md``): the field's standard evaluation, one row per
   model from the newest ``robustness_strong.json`` (``configs/lab4/blocks/attack_strong.yaml``,
   L∞ balls): clean accuracy, robust accuracy per attack × radius, and the training wall time of
@@ -23,9 +25,11 @@
   test run yet is listed as "not run"; each json goes beside the table, and a figure of the
   per-epoch ``val/pgd_acc`` of the fits that logged it (the catastrophic-overfitting check).
 
-Without ``--output`` the table is printed and nothing is written. With it, every run is read
-first (a missing one stops the report in one line, before anything is written), then the table
-is written atomically and the files beside it copied.
+A run not made yet is named in a warning (stderr) and in the report, which shows the others;
+when no run of the config exists the report stops in one line. Without ``--output`` the table
+is printed and nothing is written. With it, every run is read first (an unreadable one stops
+the report in one line, before anything is written), then the table is written atomically and
+the files beside it copied.
 """
 
 from __future__ import annotations
@@ -75,6 +79,34 @@ def versions(run_dir: Path, name: str) -> list[Path]:
     return found
 
 
+def available(runs: dict[str, str], name: str) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Each run's ``version_*/<name>`` files (oldest first) where it has some, and the runs
+    without any (label → run folder), each named in one warning: a report shows the models that
+    were run. An error, in one line, when no run has one."""
+    found, missing = {}, {}
+    for label, run_dir in runs.items():
+        try:
+            found[label] = versions(Path(run_dir), name)
+        except FileNotFoundError:
+            missing[label] = run_dir
+    if not found:
+        raise FileNotFoundError(
+            f"no {name} under any run folder ({', '.join(runs.values())}); run `python -m lab4 "
+            "test` with their configs first (the commands head the report's config)"
+        )
+    for label, run_dir in missing.items():
+        log.warning("not yet run: %s (no %s under %s)", label, name, run_dir)
+    return found, missing
+
+
+def not_run_note(missing: dict[str, str]) -> list[str]:
+    """The report's last lines: the models whose test run is missing, and their run folders."""
+    if not missing:
+        return []
+    runs = "; ".join(f"{label} ({run_dir})" for label, run_dir in missing.items())
+    return ["", f"Not yet run (`python -m lab4 test` with its config, then report again): {runs}."]
+
+
 def markdown(header: list[str], rows: list[list[str]], align: str) -> list[str]:
     """A markdown table; ``align`` is the separator row without its leading ``|``."""
     lines = ["| " + " | ".join(header) + " |", "|" + align]
@@ -87,8 +119,9 @@ def ood_report(cfg: Namespace) -> Report:
     per_set: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → OOD set → row
     per_group: dict[tuple[str, str], dict[str, dict]] = {}  # (model, detector) → group → row
     accuracy, ood_sets, groups, files = {}, [], {}, {}
-    for label, run_dir in cfg.runs.items():
-        path = versions(Path(run_dir), "ood_metrics.csv")[-1]
+    found, missing = available(cfg.runs, "ood_metrics.csv")
+    for label, paths in found.items():
+        path = paths[-1]
         summary = path.with_name("ood_summary.csv")
         if not summary.is_file():
             raise FileNotFoundError(
@@ -154,6 +187,7 @@ def ood_report(cfg: Namespace) -> Report:
         ),  # fmt: skip
         "",
         OOD_METRIC_LEGEND,
+        *not_run_note(missing),
     ]
     return Report("\n".join(lines) + "\n", files)
 
@@ -196,19 +230,19 @@ def adversarial_report(cfg: Namespace) -> Report:
     return Report("\n".join(lines) + "\n")
 
 
-def sweeps(run_dir: Path) -> dict[str | None, Path]:
-    """The newest ``robustness.json`` of each target in a model's run folder, untargeted first."""
-    by_target = {
-        json.loads(p.read_text())["target"]: p for p in versions(run_dir, "robustness.json")
-    }
+def sweeps(paths: list[Path]) -> dict[str | None, Path]:
+    """The newest of a model's ``robustness.json`` ``paths`` (oldest first) for each target,
+    untargeted first."""
+    by_target = {json.loads(p.read_text())["target"]: p for p in paths}
     return dict(sorted(by_target.items(), key=lambda item: (item[0] is not None, item[0] or "")))
 
 
 def attacks_report(cfg: Namespace) -> Report:
     """Every model's attack sweeps, one row per attack × ε."""
     rows, files = [], {}
-    for label, run_dir in cfg.runs.items():
-        for target, path in sweeps(Path(run_dir)).items():
+    found, missing = available(cfg.runs, "robustness.json")
+    for label, paths in found.items():
+        for target, path in sweeps(paths).items():
             slug = slugify(label) + (f"_{target}" if target else "")
             files[f"{slug}.json"] = path
             for figure in ("sweep", "examples"):
@@ -236,6 +270,7 @@ def attacks_report(cfg: Namespace) -> Report:
         "over all images. ε per step in 1/255.",
         "",
         *markdown(header, rows, "---|---|---|" + "---:|" * 6),
+        *not_run_note(missing),
     ]
     return Report("\n".join(lines) + "\n", files)
 

@@ -207,16 +207,39 @@ def test_without_output_the_table_is_printed_and_nothing_written(
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_a_missing_run_stops_before_anything_is_written(attack_runs, tmp_path):
-    output = tmp_path / "results/attacks.md"
+@pytest.mark.parametrize("kind", ["ood", "attacks"])
+def test_runs_not_made_yet_are_named_and_the_others_reported(
+    kind, ood_runs, attack_runs, tmp_path, caplog
+):
+    made = ood_runs if kind == "ood" else attack_runs
+    missing = {"LogitNorm": str(tmp_path / "runs/logitnorm"), "JARN": str(tmp_path / "runs/jarn")}
+    (tmp_path / "runs/jarn/version_0").mkdir(parents=True)  # a fit, no test run yet
+    output = tmp_path / f"results/{kind}.md"
+    text = report([f"--kind={kind}", f"--runs={ {**made, **missing} }", f"--output={output}"])
+    assert text == report([f"--kind={kind}", f"--runs={made}"]) + (
+        f"\nNot yet run (`python -m lab4 test` with its config, then report again): "
+        f"LogitNorm ({missing['LogitNorm']}); JARN ({missing['JARN']}).\n"
+    )
+    assert output.read_text() == text
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.split(" (")[0] for w in warnings] == ["not yet run: LogitNorm", "not yet run: JARN"]
+    assert missing["JARN"] in warnings[1]
+
+
+@pytest.mark.parametrize("kind", ["ood", "attacks"])
+def test_no_run_made_yet_stops_in_one_line_before_anything_is_written(kind, tmp_path, caplog):
+    output = tmp_path / f"results/{kind}.md"
     output.parent.mkdir()
     output.write_text("the committed table\n")
-    runs = {**attack_runs, "never run": str(tmp_path / "runs/none")}
+    runs = {"never run": str(tmp_path / "runs/none"), "nor this": str(tmp_path / "runs/other")}
     with pytest.raises(SystemExit) as error:
-        main("lab4", ["report", "--kind=attacks", f"--runs={runs}", f"--output={output}"])
-    assert "no robustness.json under" in str(error.value) and "\n" not in str(error.value)
+        main("lab4", ["report", f"--kind={kind}", f"--runs={runs}", f"--output={output}"])
+    message = str(error.value)
+    assert message.startswith("error: no ") and "\n" not in message
+    assert runs["never run"] in message and "python -m lab4 test" in message
+    assert not caplog.records  # that line alone
     assert output.read_text() == "the committed table\n"
-    assert [p.name for p in output.parent.iterdir()] == ["attacks.md"]  # no figure copied
+    assert [p.name for p in output.parent.iterdir()] == [f"{kind}.md"]  # no figure copied
 
 
 STRONG = [("fgsm", 1), ("pgd", 20), ("apgd_ce", 100)]
