@@ -6,11 +6,12 @@ import lightning as L
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch.utils.data import DataLoader, Dataset
 
-from lab3.inputs import ImageInput, expand_sources, read_input
+from lab3.inputs import ImageInput, expand_sources, read_input, read_inputs
 
 
 class ImageSources(Dataset):
-    """Reads (or downloads) one source per item; a bad one becomes an item with its error."""
+    """Reads (or downloads) one source per item; a bad one becomes an item with its error. The
+    DataLoader asks for a batch's items together (``__getitems__``): they are read at once."""
 
     def __init__(self, sources: list[str], timeout: float, max_bytes: int) -> None:
         self.sources, self.timeout, self.max_bytes = sources, timeout, max_bytes
@@ -21,6 +22,10 @@ class ImageSources(Dataset):
     def __getitem__(self, index: int) -> ImageInput:
         return read_input(self.sources[index], self.timeout, self.max_bytes)
 
+    def __getitems__(self, indices: list[int]) -> list[ImageInput]:
+        sources = [self.sources[index] for index in indices]
+        return read_inputs(sources, self.timeout, self.max_bytes)
+
 
 class StoryDataModule(L.LightningDataModule):
     """Batches of :class:`~lab3.inputs.ImageInput` (PIL images: the processor makes tensors).
@@ -29,7 +34,8 @@ class StoryDataModule(L.LightningDataModule):
         images: a file, a folder (its image files, recursively, sorted), a URL, or a list of them.
         batch_size: images per caption/story pass.
         num_workers: DataLoader processes reading and downloading images.
-        timeout, max_bytes: limits for downloading an image URL.
+        timeout, max_bytes: limits for downloading an image URL (``timeout``: seconds for the
+            whole download; a batch's URLs download at once).
     """
 
     def __init__(

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from lab3.captioner import Captioner
-from lab3.inputs import ImageInput, expand_sources, load_image, read_input
+from lab3.inputs import ImageInput, expand_sources, load_image, read_inputs
 from lab3.story import StoryWriter
 
 
@@ -48,7 +48,8 @@ class ImageStoryGenerator(nn.Module):
 
     Args:
         captioner, writer: ``None`` builds the default one.
-        timeout, max_bytes: limits for downloading an image URL.
+        timeout, max_bytes: limits for downloading an image URL (``timeout``: seconds for the
+            whole download; a batch's URLs download at once).
     """
 
     def __init__(
@@ -87,8 +88,7 @@ class ImageStoryGenerator(nn.Module):
         sources = expand_sources(images)
         results = []
         for start in range(0, len(sources), batch_size):
-            chunk = sources[start : start + batch_size]
-            items = [read_input(source, self.timeout, self.max_bytes) for source in chunk]
+            items = read_inputs(sources[start : start + batch_size], self.timeout, self.max_bytes)
             results += self.stories(items, length, seed)
         return results
 

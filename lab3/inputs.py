@@ -6,17 +6,24 @@ batch can report it next to the image it belongs to and go on with the others.
 
 from __future__ import annotations
 
+import http.client
 import io
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: file endings taken from a folder (a file named explicitly is always tried)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+#: bytes asked of the socket at a time while a download streams in
+DOWNLOAD_CHUNK = 65_536
+
+Result = TypeVar("Result")
 
 
 class ImageInput(NamedTuple):
@@ -58,7 +65,24 @@ def expand_sources(sources: str | Path | Iterable[str | Path]) -> list[str]:
 
 
 def download(url: str, timeout: float = 10.0, max_bytes: int = 20_000_000) -> bytes:
-    """The body of an image URL; refuses non-image content types and bodies over ``max_bytes``."""
+    """The body of an image URL, within ``timeout`` seconds in all: name lookup, connection,
+    headers and body together (a socket's timeout bounds each read only, so a server that sends a
+    byte every few seconds would hold it for ever). Refuses non-image content types and bodies over
+    ``max_bytes``, counted while they stream in (a missing or false Content-Length changes nothing).
+
+    The transfer runs in a daemon thread that the caller stops waiting for at the deadline: a hung
+    name lookup or server can neither hold the caller nor keep the process from exiting.
+    """
+    deadline = time.monotonic() + timeout
+    transfer = _DaemonCall(_transfer, url, timeout, max_bytes, deadline)
+    if not transfer.wait(timeout):
+        raise _timed_out(url, timeout)
+    return transfer.result()
+
+
+def _transfer(url: str, timeout: float, max_bytes: int, deadline: float) -> bytes:
+    """:func:`download`'s work; gives up at ``deadline`` too, so that an abandoned transfer ends at
+    the server's next byte (or after ``timeout`` seconds of silence) instead of going on."""
     request = urllib.request.Request(url, headers={"User-Agent": "dla-labs-lab3"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -68,19 +92,28 @@ def download(url: str, timeout: float = 10.0, max_bytes: int = 20_000_000) -> by
             length = response.headers.get("Content-Length")
             if length is not None and int(length) > max_bytes:
                 raise ImageInputError(url, f"too large ({int(length)} bytes > {max_bytes})")
-            body = response.read(max_bytes + 1)
+            body = bytearray()
+            while chunk := response.read1(DOWNLOAD_CHUNK):  # returns what has arrived
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ImageInputError(url, f"too large (more than {max_bytes} bytes)")
+                if time.monotonic() > deadline:
+                    raise _timed_out(url, timeout)
     except urllib.error.HTTPError as error:
         raise ImageInputError(url, f"download failed (HTTP {error.code} {error.reason})") from None
     except TimeoutError:
-        raise ImageInputError(url, f"download timed out after {timeout:g} s") from None
+        raise _timed_out(url, timeout) from None
     except urllib.error.URLError as error:
-        reason = error.reason
-        if isinstance(reason, TimeoutError):
-            raise ImageInputError(url, f"download timed out after {timeout:g} s") from None
-        raise ImageInputError(url, f"download failed ({reason})") from None
-    if len(body) > max_bytes:
-        raise ImageInputError(url, f"too large (more than {max_bytes} bytes)")
-    return body
+        if isinstance(error.reason, TimeoutError):
+            raise _timed_out(url, timeout) from None
+        raise ImageInputError(url, f"download failed ({error.reason})") from None
+    except (OSError, http.client.HTTPException) as error:  # e.g. the connection reset midway
+        raise ImageInputError(url, f"download failed ({error})") from None
+    return bytes(body)
+
+
+def _timed_out(url: str, timeout: float) -> ImageInputError:
+    return ImageInputError(url, f"download timed out after {timeout:g} s")
 
 
 def load_image(
@@ -112,3 +145,40 @@ def read_input(source: str, timeout: float = 10.0, max_bytes: int = 20_000_000) 
         return ImageInput(source, load_image(source, timeout, max_bytes), None)
     except ImageInputError as error:
         return ImageInput(source, None, str(error))
+
+
+def read_inputs(
+    sources: list[str], timeout: float = 10.0, max_bytes: int = 20_000_000
+) -> list[ImageInput]:
+    """:func:`read_input` of every source at once (a thread each: a batch is small), in order: a
+    batch of slow URLs costs one ``timeout``, not one each."""
+    reads = [_DaemonCall(read_input, source, timeout, max_bytes) for source in sources]
+    return [read.result() for read in reads]
+
+
+class _DaemonCall(Generic[Result]):
+    """``function(*args)`` started in a daemon thread, which cannot keep the process from exiting
+    (as a ``ThreadPoolExecutor``'s workers would, until a hung download ends)."""
+
+    def __init__(self, function: Callable[..., Result], *args: Any) -> None:
+        self._outcome: list[Result | BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(function, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., Result], *args: Any) -> None:
+        try:
+            self._outcome.append(function(*args))
+        except BaseException as error:  # raised in the caller's thread, by `result`
+            self._outcome.append(error)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the call has ended, after waiting for it at most ``timeout`` seconds."""
+        self._thread.join(timeout)
+        return bool(self._outcome)
+
+    def result(self) -> Result:
+        """Its return value, or its exception raised here (waits for it to end)."""
+        self.wait()
+        if isinstance(self._outcome[0], BaseException):
+            raise self._outcome[0]
+        return self._outcome[0]

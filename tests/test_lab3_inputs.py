@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from lab3.inputs import ImageInputError, expand_sources, load_image, read_input
+from lab3.data import ImageSources
+from lab3.inputs import (
+    ImageInputError,
+    download,
+    expand_sources,
+    load_image,
+    read_input,
+    read_inputs,
+)
 from lab3.sampling import PaddedRepetitionPenalty, SeededGumbelNoise, sampling_processors
 from lab3.story import trim_to_sentence
 
@@ -23,20 +34,33 @@ def png_bytes(size=(12, 8), color=(200, 30, 30)) -> bytes:
     return buffer.getvalue()
 
 
+#: how long a trickling answer goes on: a download that waits for its end has no total deadline
+TRICKLE_SECONDS = 12.0
+
+
 class Handler(BaseHTTPRequestHandler):
-    """/ok.png, /page.html, /big.png (announced size), /endless.png (no size), /slow.png, 404."""
+    """/ok.png, /page.html, /big.png (announced size), /endless.png (no size), /slow.png, 404;
+    /trickle.png sends its body and /trickle-headers.png its headers one byte every 0.5 s (for
+    ``TRICKLE_SECONDS``), /flood.png sends 1000 bytes every 0.1 s without a size."""
+
+    #: set when a request for a trickling answer arrives
+    trickle_started = threading.Event()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = self.path.split("?")[0]  # a query only makes a URL another one
         body, content_type, length = png_bytes(), "image/png", None
-        if self.path == "/page.html":
+        if path == "/page.html":
             body, content_type = b"<html>not an image</html>", "text/html; charset=utf-8"
-        elif self.path == "/big.png":
+        elif path == "/big.png":
             length = 10_000_000
-        elif self.path == "/endless.png":
+        elif path == "/endless.png":
             body = png_bytes() + b"\0" * 5000
-        elif self.path == "/slow.png":
+        elif path == "/slow.png":
             time.sleep(1.5)
-        elif self.path != "/ok.png":
+        elif path in ("/trickle.png", "/trickle-headers.png", "/flood.png"):
+            self.stream(path)
+            return
+        elif path != "/ok.png":
             self.send_error(404, "Not Found")
             return
         self.send_response(200)
@@ -45,6 +69,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         self.end_headers()
         self.wfile.write(body)
+
+    def stream(self, path: str) -> None:
+        """Answers that go on for ``TRICKLE_SECONDS``, each read of them timely."""
+        self.trickle_started.set()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        if path == "/trickle-headers.png":
+            self.wfile.write(b"X-Trickle: ")
+        else:
+            self.end_headers()
+        piece, pause = (b"\0" * 1000, 0.1) if path == "/flood.png" else (b"a", 0.5)
+        end = time.monotonic() + TRICKLE_SECONDS
+        while time.monotonic() < end:  # until the client hangs up (a BrokenPipeError)
+            self.wfile.write(piece)
+            time.sleep(pause)
 
     def log_message(self, *args) -> None:
         pass
@@ -55,15 +94,24 @@ class QuietServer(ThreadingHTTPServer):
         pass  # the client hangs up on purpose (too large, timeout)
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextmanager
+def image_server() -> Iterator[str]:
+    """The :class:`Handler` on 127.0.0.1 (a thread per request): its base URL."""
     httpd = QuietServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with image_server() as url:
+        yield url
 
 
 def test_url_is_downloaded_and_decoded(server):
@@ -88,6 +136,43 @@ def test_bad_url_fails_in_one_line_naming_it(server, path, message):
         load_image(url, timeout=0.5, max_bytes=4000)
     assert str(error.value).startswith(f"{url}: {message}")
     assert "\n" not in str(error.value) and error.value.source == url
+
+
+@pytest.mark.parametrize("path", ["/trickle.png", "/trickle-headers.png"])
+def test_a_trickling_download_stops_at_its_deadline(server, path):
+    """A byte every 0.5 s never trips a per-read timeout: ``timeout`` bounds the whole download."""
+    url = f"{server}{path}"
+    start = time.monotonic()
+    with pytest.raises(ImageInputError) as error:
+        download(url, timeout=1.5)
+    assert time.monotonic() - start < 5  # per-read timeouts alone: until the server stops
+    assert str(error.value) == f"{url}: download timed out after 1.5 s"
+
+
+@pytest.mark.parametrize("reader", ["read_inputs", "DataLoader"])
+def test_the_urls_of_a_batch_download_at_once(server, reader):
+    """Three trickling URLs cost one deadline, not three, and every result keeps its place."""
+    sources = [f"{server}/trickle.png?{n}" for n in range(3)]
+    sources.insert(1, f"{server}/ok.png")
+    start = time.monotonic()
+    if reader == "read_inputs":
+        items = read_inputs(sources, timeout=2, max_bytes=100_000)
+    else:
+        loader = DataLoader(ImageSources(sources, 2, 100_000), batch_size=4, collate_fn=list)
+        (items,) = list(loader)
+    assert time.monotonic() - start < 4.5  # one after the other: at least 6 s
+    assert [item.source for item in items] == sources
+    assert items[1].image is not None and items[1].error is None
+    for item in (items[0], items[2], items[3]):
+        assert item.image is None and item.error == f"{item.source}: download timed out after 2 s"
+
+
+def test_the_size_limit_holds_while_an_endless_body_streams_in(server):
+    """No Content-Length and no end: the download stops once ``max_bytes`` are passed."""
+    start = time.monotonic()
+    with pytest.raises(ImageInputError, match=r"flood\.png: too large \(more than 4000 bytes\)$"):
+        download(f"{server}/flood.png", timeout=30, max_bytes=4000)
+    assert time.monotonic() - start < 5
 
 
 def test_unreachable_host_fails_naming_it():
