@@ -34,8 +34,9 @@ from optuna.exceptions import (
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from common.search import Search
 
@@ -63,14 +64,73 @@ def _interrupted(trial: FrozenTrial) -> bool:
 def open_storage(url: str, **options: Any) -> RDBStorage:
     """The study database at ``url`` (``RDBStorage(url, **options)``) as every process of a
     sweep opens it: SQLite waits up to a minute for its one writer and serializes its
-    transactions (:func:`_serialize_sqlite`)."""
-    sqlite = url.startswith("sqlite")
-    if sqlite:
-        options["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    storage = _create_storage(url, **options)
-    if sqlite:
+    transactions (:func:`_serialize_sqlite`); a PostgreSQL server that does not answer within
+    :data:`CONNECT_TIMEOUT` seconds fails the sweep instead of hanging it. A database that
+    cannot be opened exits with one line naming it (password masked) and what to do."""
+    try:
+        parsed = make_url(url)
+        connect_args = _connect_args(parsed)
+        _check_connection(url, connect_args)
+        storage = _create_storage(url, engine_kwargs={"connect_args": connect_args}, **options)
+    except (ImportError, SQLAlchemyError, StorageInternalError) as error:
+        raise SystemExit(_storage_error(url, error)) from None
+    if parsed.get_backend_name() == "sqlite":
         _serialize_sqlite(storage.engine)
     return storage
+
+
+#: seconds a PostgreSQL server has to answer a new connection (libpq's ``connect_timeout``; a
+#: URL's own ``?connect_timeout=`` wins): a host that accepts it and never answers would else
+#: hold a sweep for minutes, silently
+CONNECT_TIMEOUT = 10
+
+
+def _connect_args(url: URL) -> dict[str, Any]:
+    """The driver's connection options for ``url``: SQLite's lock wait, PostgreSQL's timeout."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {"timeout": 60}
+    if backend == "postgresql" and "connect_timeout" not in url.query:
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {}
+
+
+def _check_connection(url: str, connect_args: dict[str, Any]) -> None:
+    """Connect once, so that a database out of reach fails at once, not after
+    :func:`_create_storage`'s retries (each one another connection timeout)."""
+    engine = create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def _storage_error(url: str, error: Exception) -> str:
+    """The one line that says which database could not be opened, why, and what to do."""
+    where = f"error: cannot open the sweep storage {masked_url(url)}"
+    if isinstance(error, ImportError):
+        return (
+            f"{where}: its database driver cannot be imported ({error}); for postgresql:// "
+            "URLs: pip install -e '.[postgres]' (psycopg 3)"
+        )
+    if isinstance(error, ArgumentError):
+        return f"{where}: {error}; give a SQLAlchemy URL, e.g. postgresql://user:password@host/db"
+    reason = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    check = (
+        "that its folder exists and is writable"
+        if url.startswith("sqlite")
+        else "that its server runs at that host and port, and the URL's user, password, database"
+    )
+    return f"{where}: {' '.join(str(reason).split())}; check {check}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password as ``***``, fit to show (as given if it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _create_storage(url: str, **options: Any) -> RDBStorage:

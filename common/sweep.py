@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
-from sqlalchemy.engine import make_url
 
 from common.commands import command_parser, writable_folder, write_text_atomic
 from common.run_logs import (
@@ -38,7 +37,7 @@ from common.run_logs import (
     read_csv,
 )
 from common.search import Search
-from common.study import SweepStudy, Taken, cell_key
+from common.study import SweepStudy, Taken, cell_key, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +323,8 @@ def _parser(package: str) -> ArgumentParser:
         type=str | None,
         default=None,
         help="the study's database URL, shared by every worker (default: sqlite:///"
-        "<run_dir>/study.db); e.g. postgresql://user:password@host/db",
+        "<run_dir>/study.db); e.g. postgresql://user:password@host/db (pip install -e "
+        "'.[postgres]')",
     )
     parser.add_argument("--study", type=str | None, default=None, help="default: the table's stem")
     parser.add_argument(
@@ -453,11 +453,12 @@ def main(argv: list[str], package: str) -> dict[Any, dict]:
     else:
         results = _grid(cfg, study, launch)
     wall = time.perf_counter() - start
-    command = f"python -m {package} sweep " + " ".join(argv)
+    shown = " ".join(argv).replace(url, masked_url(url))  # a --storage password stays private
+    command = f"python -m {package} sweep {shown}"
     header = (
         f"# {Path(cfg.table).stem}\n\n`{command}`, {cfg.jobs} job(s) on {platform.machine()} "
         f"({os.cpu_count()} cores), sweep wall time {wall / 60:.1f} min (reused runs count 0)."
-        f" Study `{name}` in `{make_url(url).render_as_string(hide_password=True)}`."
+        f" Study `{name}` in `{masked_url(url)}`."
     )
     table = output_dir / cfg.table
     if cfg.search:
