@@ -5,6 +5,7 @@ it to :func:`serve`. Gradio is imported only here and only when an app starts, s
 project runs without it::
 
     gr = import_gradio()              # one-line error with the install command if missing
+    check_address(host, port)         # a busy port or a foreign address: one line, at once
     with gr.Blocks(title="...") as demo:
         ...
     serve(demo, host="127.0.0.1", port=7860)
@@ -13,13 +14,17 @@ project runs without it::
 from __future__ import annotations
 
 import os
+import socket
 from types import ModuleType
 from typing import Any
 
 from jsonargparse import ArgumentParser
+from jsonargparse.typing import restricted_number_type
 
 #: what to run when Gradio is missing (the ``app`` extra of pyproject.toml; ``dev`` includes it)
 INSTALL_HINT = "pip install -e '.[app]'"
+#: a TCP port a server can be asked to listen on (0, "any free port", would hide the address)
+Port = restricted_number_type("Port", int, [(">=", 1), ("<=", 65535)])
 
 
 def import_gradio() -> ModuleType:
@@ -37,7 +42,25 @@ def add_server_arguments(parser: ArgumentParser) -> None:
     parser.add_argument(
         "--host", type=str, default="127.0.0.1", help="address to serve on (0.0.0.0: every one)"
     )
-    parser.add_argument("--port", type=int, default=7860, help="TCP port of the app")
+    parser.add_argument("--port", type=Port, default=7860, help="TCP port of the app (1-65535)")
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail in one line if ``host:port`` cannot be served (a port another program listens on,
+    an address that is not this machine's); an app calls it before loading its models, since
+    Gradio finds out only at launch. Binds as Gradio does (``SO_REUSEADDR``), so a port its
+    last run left in TIME_WAIT passes."""
+    port = int(port)  # a plain int: the socket module refuses jsonargparse's Port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SystemExit(
+            f"error: cannot serve on {host}:{port} ({reason}); choose another --port (or --host)"
+        ) from None
 
 
 def user_error(gr: ModuleType, error: BaseException) -> Exception:
@@ -53,7 +76,7 @@ def serve(demo: Any, host: str, port: int, block: bool = True) -> Any:
     demo.queue(default_concurrency_limit=1)  # one model, one request at a time
     demo.launch(
         server_name=host,
-        server_port=port,
+        server_port=int(port),  # a plain int (jsonargparse's Port is a subclass)
         share=False,
         prevent_thread_lock=not block,
         show_error=True,

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from common.app import add_server_arguments, import_gradio, serve, user_error
+from common.app import add_server_arguments, check_address, import_gradio, serve, user_error
 from common.commands import command_parser
 from lab3.generator import ImageStoryGenerator
 from lab3.inputs import IMAGE_SUFFIXES
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_server_arguments(parser)
     cfg = parser.parse_args(argv)
-    import_gradio()  # a missing Gradio fails in one line, before minutes of model loading
+    import_gradio()  # a missing Gradio, or a busy port, fails in one line,
+    check_address(cfg.host, cfg.port)  # before minutes of model loading
     module = parser.instantiate_classes(cfg).model
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     generator = module.generator.to(device)

@@ -20,10 +20,10 @@ from types import ModuleType
 from typing import Literal
 
 import torch
-from jsonargparse.typing import OpenUnitInterval, PositiveFloat, PositiveInt
+from jsonargparse.typing import OpenUnitInterval, PositiveInt, restricted_number_type
 from PIL import Image
 
-from common.app import add_server_arguments, import_gradio, serve, user_error
+from common.app import add_server_arguments, check_address, import_gradio, serve, user_error
 from common.cam import METHODS
 from common.commands import add_model_arguments, command_parser, start_run
 from common.ood import Detector
@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 
 #: on-screen size of the 32-pixel images (nearest neighbour: the pixels stay visible)
 DISPLAY_SIZE = 224
+#: the sliders' ranges: ε (/255) and steps at most; ``--epsilon``/``--steps`` start inside them
+EPSILON_RANGE, STEPS_RANGE = (0.5, 16.0), (1, 100)
+SliderEpsilon = restricted_number_type(
+    "SliderEpsilon", float, [(">=", EPSILON_RANGE[0]), ("<=", EPSILON_RANGE[1])]
+)
+SliderSteps = restricted_number_type(
+    "SliderSteps", int, [(">=", STEPS_RANGE[0]), ("<=", STEPS_RANGE[1])]
+)
 
 
 def picture(image: torch.Tensor) -> Image.Image:
@@ -129,8 +137,8 @@ def build_app(
         with gr.Row():
             with gr.Column():
                 name = gr.Dropdown(attacks, value=attacks[0], label="attack", elem_id="attack")
-                radius = gr.Slider(0.5, 16, value=float(epsilon), step=0.5, label="ε (/255)")
-                most = gr.Slider(1, 100, value=int(steps), step=1, label="steps at most")
+                radius = gr.Slider(*EPSILON_RANGE, value=float(epsilon), step=0.5, label="ε (/255)")
+                most = gr.Slider(*STEPS_RANGE, value=int(steps), step=1, label="steps at most")
                 attack_button = gr.Button("Attack", variant="stop", elem_id="attack_button")
             adversarial = gr.Image(label="adversarial image", elem_id="adversarial")
             perturbation = gr.Image(label="perturbation δ (amplified)", elem_id="perturbation")
@@ -158,11 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=OpenUnitInterval, default=0.95, help="ID kept")
     parser.add_argument("--cam", type=Literal[tuple(METHODS)], default="cam")
     parser.add_argument("--attacks", type=list[AttackName], default=list(ATTACKS))
-    parser.add_argument("--epsilon", type=PositiveFloat, default=8.0, help="/255, at start")
-    parser.add_argument("--steps", type=PositiveInt, default=20, help="at start")
+    parser.add_argument("--epsilon", type=SliderEpsilon, default=8.0, help="/255, at start")
+    parser.add_argument("--steps", type=SliderSteps, default=20, help="at start")
     add_server_arguments(parser)
     cfg = parser.parse_args(argv)
-    import_gradio()  # before anything is loaded: a missing extra fails at once
+    import_gradio()  # before anything is loaded: a missing extra fails at once,
+    check_address(cfg.host, cfg.port)  # and so does a busy port
     cfg = parser.instantiate_classes(cfg)
     run = start_run(cfg)
     run.data.setup("test")

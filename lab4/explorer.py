@@ -170,8 +170,10 @@ class Explorer:
         ([0, 1] units, e.g. 8/255) against class ``label``, at most ``steps`` steps."""
         if attack not in ATTACKS:
             raise ValueError(f"unknown attack {attack!r}: choose among {', '.join(ATTACKS)}")
-        if radius <= 0:
-            raise ValueError(f"the attack's radius must be > 0, got {radius}")
+        if not 0 < radius <= 1:  # also false for NaN, whose "attack" would count as a success
+            raise ValueError(
+                f"the attack's radius must be in (0, 1] (pixel units, e.g. 8/255), got {radius}"
+            )
         generator = torch.Generator(self.device).manual_seed(self.seed)
         method = ATTACKS[attack].in_ball(self.network, radius, steps=steps, generator=generator)
         inputs = self.inputs(image[None])

@@ -20,7 +20,7 @@ from typing import Literal
 
 import lightning as L
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt, restricted_number_type
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -28,6 +28,10 @@ from common.commands import write_text_atomic
 from common.data.datamodule import ImageDataModule
 from lab4.attacks import ATTACKS, REPORTED_METRICS, Attack, AttackName, AttackResult, attack_metrics
 from lab4.plots import plot_attack_examples, plot_attack_sweep
+
+#: ε in 1/255 pixel units: above 255 (a step or radius beyond the whole [0, 1] pixel range) is
+#: a unit slip (e.g. 8 written as 8·255), rejected when the config is parsed, before any work
+Epsilon255 = restricted_number_type("Epsilon255", float, [(">", 0.0), ("<=", 255.0)])
 
 
 def round_robin(classes: torch.Tensor) -> torch.Tensor:
@@ -111,7 +115,8 @@ class RobustnessEvaluation(L.Callback):
     table.
 
     Args:
-        epsilons: ε in 1/255 pixel units: per step, or the ball's radius (``budget_mode``).
+        epsilons: ε in 1/255 pixel units, in (0, 255]: per step, or the ball's radius
+            (``budget_mode``).
         attacks: names from :data:`lab4.attacks.ATTACKS`.
         iterations: at most this many steps of the iterative attacks (APGD-CE: iterations);
             ``None``: each attack's own number (ball mode: PGD 20, APGD-CE 100).
@@ -132,7 +137,7 @@ class RobustnessEvaluation(L.Callback):
 
     def __init__(
         self,
-        epsilons: Sequence[PositiveFloat] = (1, 2, 4),
+        epsilons: Sequence[Epsilon255] = (1, 2, 4),
         attacks: Sequence[AttackName] = ("fgsm", "iterative"),
         iterations: PositiveInt | None = 10,
         budget: PositiveFloat | None = None,

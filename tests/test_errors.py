@@ -7,9 +7,11 @@ case also runs as a subprocess to check the exit code and that no traceback reac
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from argparse import ArgumentError
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,13 @@ from tests.conftest import REPO, write_image_folder
 
 MLP_CONFIG = REPO / "configs/lab1/residual_mlp_mnist.yaml"
 CAM_CONFIG = REPO / "configs/lab1/cam/cifar10_resnet20.yaml"
+ATTACK_SWEEP = REPO / "configs/lab4/attacks/fgsm_sweep.yaml"
+APP_CONFIGS = {"lab3": REPO / "configs/lab3/story.yaml", "lab4": REPO / "configs/lab4/app.yaml"}
+#: what each app calls to load its models (patched to fail: checks must come before it)
+APP_LOADERS = {
+    "lab3": ["lab3.captioner.load_pretrained", "lab3.story.load_pretrained"],
+    "lab4": ["lab4.app.start_run"],
+}
 FAKE_MNIST = [
     "--data=common.data.FakeDataModule",
     "--data.image_shape=[1,28,28]",
@@ -137,6 +146,37 @@ def test_sweep_and_unknown_commands_answer_in_one_line(tmp_path):
     sweep = REPO / "configs/lab1/sweeps/mlp_depth.yaml"
     assert "--jobs" in error_line("lab1", ["sweep", f"--config={sweep}", "--jobs=0"])
     assert "choose among fit" in error_line("lab1", ["fitt"])
+
+
+@pytest.mark.parametrize("epsilons", ["[300]", "[1,256]", "[inf]"])
+def test_an_attack_epsilon_beyond_255_is_one_line_before_any_work(epsilons, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["attack", f"--config={ATTACK_SWEEP}", f"--trainer.default_root_dir={run_dir}"]
+    message = error_line("lab4", [*args, f"--trainer.callbacks.epsilons={epsilons}"])
+    assert message.startswith("error: --trainer.callbacks.epsilons: Not of type Epsilon255")
+    assert "v<=255" in message and not run_dir.exists()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A local port this test listens on."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize("package", ["lab3", "lab4"])
+def test_an_app_port_that_cannot_be_served_is_one_line_before_models_load(
+    package, busy_port, monkeypatch
+):
+    for loader in APP_LOADERS[package]:
+        monkeypatch.setattr(loader, lambda *_, **__: pytest.fail("models loaded before the check"))
+    app = ["app", f"--config={APP_CONFIGS[package]}"]
+    message = error_line(package, [*app, f"--port={busy_port}"])
+    assert message.startswith(f"error: cannot serve on 127.0.0.1:{busy_port} (Address already")
+    assert "--port: Not of type Port: 70000 " in error_line(package, [*app, "--port=70000"])
+    assert "--port: Not of type Port: 0 " in error_line(package, [*app, "--port=0"])
 
 
 @pytest.mark.parametrize(

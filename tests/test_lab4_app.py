@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from torchvision.io import write_png
 
 from common.app import serve
+from common.cli import main
 from common.data.datasets import IMAGENETTE_CLASSES
 from lab4.app import build_app
 from lab4.app import main as app_main
@@ -99,6 +100,29 @@ def test_bad_requests_fail_in_one_line(explorer, tmp_path):
         with pytest.raises(ValueError) as error:
             call()
         assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("radius", [float("nan"), float("inf"), -8 / 255, 0.0, 300 / 255])
+def test_a_radius_outside_the_pixel_range_is_refused_not_reported_as_a_success(explorer, radius):
+    with pytest.raises(ValueError, match=r"radius must be in \(0, 1\] \(pixel units"):
+        explorer.attack(*explorer.test_image(0), "fgsm", radius)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--epsilon=300", "--epsilon: Not of type SliderEpsilon: 300 "),
+        ("--epsilon=0.1", "--epsilon: Not of type SliderEpsilon: 0.1 "),
+        ("--steps=1000", "--steps: Not of type SliderSteps: 1000 "),
+    ],
+)
+def test_a_start_value_outside_its_slider_fails_in_one_line_before_loading(
+    option, expected, monkeypatch
+):
+    monkeypatch.setattr("lab4.app.start_run", lambda cfg: pytest.fail("loaded before the check"))
+    with pytest.raises(SystemExit) as error:
+        main("lab4", ["app", f"--config={REPO / 'configs/lab4/app.yaml'}", option])
+    assert str(error.value).startswith(f"error: {expected}") and "\n" not in str(error.value)
 
 
 def test_without_gradio_the_command_says_how_to_install_it(monkeypatch):
