@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from common.cli import main
+from common.models.pretrained import ResNet20
 from tests.conftest import REPO, write_image_folder
 
 MLP_CONFIG = REPO / "configs/lab1/residual_mlp_mnist.yaml"
@@ -102,6 +103,34 @@ def test_a_bad_checkpoint_is_one_line_for_test_and_for_commands(
     cam = ["cam", f"--config={CAM_CONFIG}", f"--checkpoint={path}", f"--run_dir={tmp_path}"]
     cam += [f"--images=[{tmp_path / 'images'}]"]
     assert expected in error_line("lab1", cam)
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"these are not weights\n", "not a file written by torch.save"),
+        (ResNet20(), "it pickles Python objects, e.g. a whole model"),
+        ([torch.zeros(1)], "a list that is not a dict of tensors"),
+    ],
+    ids=["text", "pickled-model", "list"],
+)
+def test_pretrained_weights_that_are_not_a_state_dict_say_what_the_file_should_be(
+    content, found, tmp_path
+):
+    weights = tmp_path / "resnet20.th"
+    if isinstance(content, bytes):
+        weights.write_bytes(content)
+    else:
+        torch.save(content, weights)
+    expected = f"error: {weights} is not a PyTorch state dict of ResNet-20 ({found}"
+    path = f"--model.init_args.model.init_args.path={weights}"
+    test_args = ["test", f"--config={REPO / 'configs/lab1/resnet20_pretrained.yaml'}", path]
+    test_args += [f"--trainer.default_root_dir={tmp_path / 'run'}"]
+    cam = ["cam", f"--config={CAM_CONFIG}", f"--model.init_args.path={weights}"]
+    cam += [f"--run_dir={tmp_path / 'cam'}"]
+    for message in (error_line("lab1", test_args), error_line("lab1", cam)):
+        assert message.startswith(expected), message
+        assert "torch.save(model.state_dict())" in message and "weights_only" not in message
 
 
 @pytest.mark.parametrize(

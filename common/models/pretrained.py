@@ -26,6 +26,8 @@ CHENYAOFO_URL = (
     "https://github.com/chenyaofo/pytorch-cifar-models/releases/download/resnet/"
     "cifar10_resnet20-4118986f.pt"
 )
+#: the file each format's weights are published as
+PUBLISHED_FILES = {"akamaster": "resnet20-12fca82f.th", "chenyaofo": "cifar10_resnet20-4118986f.pt"}
 FORMATS = {
     "akamaster": dict(shortcut="zero_pad", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     "chenyaofo": dict(
@@ -35,7 +37,8 @@ FORMATS = {
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys do not fit the model; the message lists them."""
+    """A weights file that does not fit the model (not a state dict, or other keys); the message
+    says what is wrong in one line."""
 
 
 def _to_our_keys(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
@@ -62,6 +65,29 @@ def load_weights(model: CifarResNet, state: dict[str, torch.Tensor], source: str
             f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}"
         )
     model.load_state_dict(state, strict=False)
+
+
+def _read_state_dict(path: str, source: str) -> dict[str, torch.Tensor]:
+    """The state dict in the file at ``path`` (bare, or under ``state_dict`` as akamaster's),
+    read with ``weights_only=True``; any other file (text, a whole pickled model) is one error
+    that says what the file should be."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises unrelated types (KeyError, UnpicklingError, …)
+        if "Weights only load failed" in str(error):  # torch's advice: weights_only=False
+            found = "it pickles Python objects, e.g. a whole model, which are not loaded for safety"
+        else:
+            found = "not a file written by torch.save"
+    else:
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return state
+        found = f"a {type(checkpoint).__name__} that is not a dict of tensors"
+    raise CheckpointMismatchError(
+        f"{path} is not a PyTorch state dict of ResNet-20 ({found}): expected a file saved with "
+        "torch.save(model.state_dict()), a dict of tensors (or one under 'state_dict'), as "
+        f"{source}'s {PUBLISHED_FILES[source]} is"
+    )
 
 
 def _find_weights(path: str) -> str:
@@ -107,13 +133,13 @@ class ResNet20(CifarResNet):
         if weights is None:
             return
         if path is not None:
-            checkpoint = torch.load(_find_weights(path), map_location="cpu", weights_only=True)
+            state = _read_state_dict(_find_weights(path), weights)
         elif weights == "chenyaofo":
-            checkpoint = torch.hub.load_state_dict_from_url(
+            state = torch.hub.load_state_dict_from_url(
                 CHENYAOFO_URL, map_location="cpu", weights_only=True
             )
         else:
             raise ValueError(
                 "akamaster weights need `path` (e.g. data/weights/resnet20-12fca82f.th)"
             )
-        load_weights(self, checkpoint.get("state_dict", checkpoint), weights)
+        load_weights(self, state, weights)
