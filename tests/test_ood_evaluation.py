@@ -3,6 +3,7 @@
 
 import csv
 import json
+import math
 
 import lightning as L
 import pytest
@@ -183,6 +184,28 @@ def test_id_test_set_is_scored_in_the_test_loop_in_one_pass(ood_folders, tmp_pat
         expected = ood_metrics(id_scores[row["detector"]], ood_scores[row["detector"]])
         assert {k: float(row[k]) for k in expected} == pytest.approx(expected, abs=1e-6)
         assert float(row["id_accuracy"]) == pytest.approx(accuracy.float().mean().item())
+
+
+@pytest.mark.parametrize("limit", [1, 0.5])  # one of the 3 ID test batches either way
+def test_a_limited_test_loop_cuts_every_ood_set_to_the_same_share(
+    limit, ood_folders, tmp_path, caplog
+):
+    data, network, processed, trainer, model = tiny_run(
+        ood_folders, tmp_path, [MaxSoftmax(), Energy()]
+    )
+    trainer.limit_test_batches = limit  # as `--trainer.limit_test_batches` sets it
+    trainer.test(model, data)
+    id_images, batches = len(data.splits["test"]), len(data.test_dataloader())
+    assert (id_images, batches) == (10, 3)
+    sizes = {name: len(data.ood_dataset(name, "test")) for name in data.ood_sets}
+    kept = {name: math.ceil(size / batches) for name, size in sizes.items()}
+    assert all(kept[name] < size for name, size in sizes.items())
+    rows = read_rows(tmp_path)
+    assert {r["ood_set"] for r in rows} == set(sizes) and len(rows) == 2 * len(sizes)
+    # the network's forward passes: one ID test batch of 4 images, then each cut OOD set
+    assert processed == [4, *kept.values()]
+    for name, size in sizes.items():
+        assert f"scored {name} test ({kept[name]} images of {size}: the share" in caplog.text
 
 
 def test_a_misspelt_tuning_set_fails_before_any_work(ood_folders, tmp_path):

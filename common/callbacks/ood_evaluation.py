@@ -266,23 +266,47 @@ class OODEvaluation(L.Callback):
     def _score_ood_sets(
         self, trainer: L.Trainer, pl_module: L.LightningModule, split: str
     ) -> dict[str, dict[str, torch.Tensor]]:
-        """Every detector's scores on every OOD set's ``split``: ``[set][detector]``."""
+        """Every detector's scores on every OOD set's ``split``: ``[set][detector]``. Where the
+        Trainer runs only part of the ID loop (``limit_test_batches``, ``limit_val_batches``,
+        ``fast_dev_run``), each OOD set is cut to the same share (a seeded choice), so the ratio
+        of ID to OOD images, on which AUPR depends, stays that of the whole sets."""
         data = trainer.datamodule
+        share = self._share_of_id_batches(trainer)
         result = {}
         for name in data.ood_sets:
             start = time.perf_counter()
             images = data.ood_dataset(name, split).images
+            size = len(images)
+            if share < 1:
+                keep = torch.randperm(size, generator=torch.Generator().manual_seed(0))
+                images = images[keep[: math.ceil(share * size)].sort().values]
             batches = data.preprocessed_batches(images, pl_module.device)
             batches = self._progress_of(trainer)(batches, f"scoring {name} {split}", len(images))
             scores: dict[str, list[torch.Tensor]] = {d.name: [] for d in self.detectors}
             for batch in self._forward(pl_module, batches):
                 self._score(batch, scores)
             result[name] = {detector: torch.cat(parts) for detector, parts in scores.items()}
+            cut = f" of {size}: the share of the ID batches the Trainer ran" if share < 1 else ""
             rank_zero_info(
-                f"OOD evaluation: scored {name} {split} ({len(images)} images) "
+                f"OOD evaluation: scored {name} {split} ({len(images)} images{cut}) "
                 f"in {time.perf_counter() - start:.1f} s"
             )
         return result
+
+    @staticmethod
+    def _share_of_id_batches(trainer: L.Trainer) -> float:
+        """The share of the ID test (or validation) loader's batches that the Trainer runs: 1
+        unless ``limit_*_batches`` or ``fast_dev_run`` cut the loop short."""
+        if trainer.testing:
+            run, loaders = trainer.num_test_batches, trainer.test_dataloaders
+        else:
+            run, loaders = trainer.num_val_batches, trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+        try:
+            total = len(loader)
+        except TypeError:  # an iterable without a length: the loop runs it to its end
+            return 1.0
+        return min(1.0, run[0] / total) if total else 1.0
 
     def _metrics(
         self,
