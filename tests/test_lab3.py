@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -28,6 +33,7 @@ from lab3 import ImageInputError, ImageStoryGenerator
 from lab3.captioner import Captioner
 from lab3.story import StoryWriter, trim_to_sentence
 from tests.conftest import REPO
+from tests.test_lab3_inputs import Handler, image_server
 
 #: captions without sentence ends, so that a story's continuation is what trimming acts on
 CAPTIONS = ["a picture of a bear in the woods", "a dog runs on the beach with a red ball"] * 4
@@ -266,6 +272,35 @@ def test_predict_config_errors_are_one_line(tiny_models, photos, tmp_path):
     args = predict_args(tiny_models, tmp_path, [photos])
     with pytest.raises(SystemExit, match="unknown length 'huge'"):
         main("lab3", [*args, "--model.init_args.length=huge"])
+
+
+def test_sigterm_stops_predict_while_it_waits_for_a_download(tiny_models, tmp_path):
+    """Lightning's SIGTERM handler only takes note (its predict loop never looks): ``python -m
+    lab3 predict`` stuck on a trickling URL, far from its deadline, must still end at once."""
+    Handler.trickle_started.clear()
+    with image_server() as server:
+        args = [*predict_args(tiny_models, tmp_path / "run", [f"{server}/trickle.png"])]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lab3", *args, "--data.timeout=60"],
+            cwd=REPO,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert Handler.trickle_started.wait(180), "predict never asked for the URL"
+            process.send_signal(signal.SIGTERM)
+            start = time.monotonic()
+            _, stderr = process.communicate(timeout=60)  # SIGTERM ignored: the server's 30 s
+            seconds = time.monotonic() - start
+        finally:
+            process.kill()
+    assert seconds < 20 and process.returncode != 0  # here: 3-6 s, most of it Python's exit
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted by SIGTERM (stories.jsonl keeps the finished batches)"
+    )
+    assert "Traceback" not in stderr
 
 
 def test_interactive_mode_through_stdin(tiny_models, photos, monkeypatch, capsys):

@@ -35,7 +35,7 @@ def png_bytes(size=(12, 8), color=(200, 30, 30)) -> bytes:
 
 
 #: how long a trickling answer goes on: a download that waits for its end has no total deadline
-TRICKLE_SECONDS = 12.0
+TRICKLE_SECONDS = 30.0
 
 
 class Handler(BaseHTTPRequestHandler):
