@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# before torch loads (see common/__init__.py): idle OpenMP threads sleep, also beside a busy job
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from torchvision.io import write_png
 
 os.environ["WANDB_MODE"] = "disabled"
