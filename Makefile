@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DLA_DATA_ARCHIVES ?= $(abspath ../shared/data)
 
-.PHONY: env data browser run test sweep benchmark lint
+.PHONY: env data browser postgres run test sweep benchmark lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		{ echo "the app tests need Chromium: sudo apt-get install chromium"; exit 1; }
 
-test: data browser
+# the PostgreSQL sweep tests start a throwaway server of Debian's (tests/test_sweep_postgres.py)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+		{ echo "the PostgreSQL sweep tests need its server: sudo apt-get install postgresql"; exit 1; }
+
+test: data browser postgres
 	$(PY) -m pytest
 
 sweep: data

@@ -158,15 +158,19 @@ def silent_host() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@pytest.mark.parametrize(
+    ("default_timeout", "query"),
+    [(2, ""), (600, "?connect_timeout=2")],  # 2 s: libpq's least; the URL's own timeout wins
+)
 def test_a_silent_storage_host_fails_the_sweep_in_one_line_within_the_connect_timeout(
-    tmp_path, monkeypatch, silent_host
+    tmp_path, monkeypatch, silent_host, default_timeout, query
 ):
     pytest.importorskip("psycopg", reason="PostgreSQL's driver: pip install -e '.[postgres]'")
-    monkeypatch.setattr(common.study, "CONNECT_TIMEOUT", 2)  # libpq's least (10 s by default)
+    monkeypatch.setattr(common.study, "CONNECT_TIMEOUT", default_timeout)  # 10 s in a sweep
     config = write_config(
         tmp_path, experiments={"A": []}, parameter="acc", values=[0.1], table="grid.md"
     )
-    url = f"postgresql://sweeper:{PASSWORD}@127.0.0.1:{silent_host}/sweeps"
+    url = f"postgresql://sweeper:{PASSWORD}@127.0.0.1:{silent_host}/sweeps{query}"
     outcome: list[BaseException] = []
 
     def sweep() -> None:
@@ -185,8 +189,8 @@ def test_a_silent_storage_host_fails_the_sweep_in_one_line_within_the_connect_ti
     assert isinstance(error, SystemExit)
     assert str(error) == (
         f"error: cannot open the sweep storage postgresql://sweeper:***@127.0.0.1:{silent_host}"
-        "/sweeps: connection timeout expired; check that its server runs at that host and port,"
-        " and the URL's user, password, database"
+        f"/sweeps{query}: connection timeout expired; check that its server runs at that host and"
+        " port, and the URL's user, password, database"
     )
     assert not (tmp_path / "calls.txt").exists()  # no run started
 
