@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -38,18 +39,38 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_classifier_checkpoint(model: nn.Module, path: str) -> None:
-    """Load the ``model.*`` weights of a Lightning checkpoint of a module that keeps its network
-    in ``self.model`` (``ImageClassifier``, ``FineTuneClassifier``, ``AutoencoderModule``)."""
-    checkpoint = read_checkpoint(path)
-    state = {
+def network_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The weights of the network in a checkpoint of a module that keeps it in ``self.model``
+    (``ImageClassifier``, ``FineTuneClassifier``, ``AutoencoderModule``), keys unprefixed."""
+    return {
         key.removeprefix("model."): value
         for key, value in checkpoint.get("state_dict", {}).items()
         if key.startswith("model.")
     }
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected or not state:
+
+
+def check_network(network: nn.Module, shapes: Mapping[str, torch.Size], path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``shapes`` (a checkpoint's network tensors,
+    :func:`network_state`) are exactly ``network``'s names and shapes: a checkpoint of another
+    network (another class, other widths or depth) is named in one line."""
+    expected = {key: value.shape for key, value in network.state_dict().items()}
+    missing = [key for key in expected if key not in shapes]
+    unexpected = [key for key in shapes if key not in expected]
+    reshaped = [key for key in expected if key in shapes and shapes[key] != expected[key]]
+    if missing or unexpected or reshaped:
+        kinds = {"missing": missing, "unexpected": unexpected, "of another shape": reshaped}
+        example = next(f"{kind}: {keys[0]}" for kind, keys in kinds.items() if keys)
+        counts = ", ".join(f"{len(keys)} {kind}" for kind, keys in kinds.items())
         raise CheckpointError(
-            f"checkpoint {path} does not fit {type(model).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}; give the model config it was trained with"
+            f"checkpoint {path} holds another network than the config's: it does not fit "
+            f"{type(network).__name__} (tensors: {counts}; e.g. {example}); give the model "
+            "config it was trained with"
         )
+
+
+def load_classifier_checkpoint(model: nn.Module, path: str) -> None:
+    """Load the network weights (:func:`network_state`) of a Lightning checkpoint into
+    ``model``, checked first (:func:`check_network`)."""
+    state = network_state(read_checkpoint(path))
+    check_network(model, {key: value.shape for key, value in state.items()}, path)
+    model.load_state_dict(state)

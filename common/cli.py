@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
-from common.checkpoints import CheckpointError, read_checkpoint
+from common.checkpoints import CheckpointError, check_network, network_state, read_checkpoint
 from common.commands import Command, writable_folder
 from common.data.sources import DatasetNotFoundError
 from common.models.pretrained import CheckpointMismatchError
@@ -101,6 +101,11 @@ class LabCLI(LightningCLI):
     """
 
     link_data_to_model = True
+    #: set by ``_parse_ckpt_path``: the ``--ckpt_path`` file and its network's tensor shapes,
+    #: checked against the built network before the Trainer starts (``_check_checkpoint``),
+    #: and the config values its saved hyperparameters replace (said once the network fits)
+    checkpoint_network: tuple[str, dict[str, torch.Size]] | None = None
+    replaced_hyperparameters: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("trainer_class", LabTrainer)
@@ -164,6 +169,7 @@ class LabCLI(LightningCLI):
             raise SystemExit(f"error: invalid configuration: {error}") from None
 
     def instantiate_trainer(self, **kwargs):
+        self._check_checkpoint()  # before the Trainer prints or loads anything
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
@@ -182,8 +188,29 @@ class LabCLI(LightningCLI):
                 dirpath = Path(config["checkpoint"]["dirpath"])
                 config["ckpt_path"] = _resolve_checkpoint(dirpath, config["ckpt_path"], subcommand)
             if config.get("ckpt_path"):
-                _warn_replaced_hyperparameters(config, read_checkpoint(config["ckpt_path"]))
+                checkpoint = read_checkpoint(config["ckpt_path"])
+                shapes = {key: value.shape for key, value in network_state(checkpoint).items()}
+                self.checkpoint_network = (config["ckpt_path"], shapes)
+                self.replaced_hyperparameters = _replaced_hyperparameters(config, checkpoint)
         super()._parse_ckpt_path()
+
+    def _check_checkpoint(self) -> None:
+        """A ``--ckpt_path`` of another network than the config's stops in one line naming the
+        file (Lightning would fail later, in a state-dict error that names neither); only then
+        are the checkpoint's hyperparameters said to replace the config's."""
+        if self.checkpoint_network is None:
+            return
+        path, shapes = self.checkpoint_network
+        network = getattr(self.model, "model", None)  # ImageClassifier & co. keep it there
+        if isinstance(network, torch.nn.Module):
+            check_network(network, shapes, path)
+        if self.replaced_hyperparameters:
+            log.warning(
+                "--ckpt_path %s: the checkpoint's model hyperparameters replace the config's: "
+                "%s (to change them, start a new run)",
+                path,
+                "; ".join(self.replaced_hyperparameters),
+            )
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # on every process: a collective call under DDP
@@ -217,27 +244,21 @@ def _refuse_finished_run(dirpath: Path) -> None:
         )
 
 
-def _warn_replaced_hyperparameters(config, checkpoint: dict) -> None:
+def _replaced_hyperparameters(config, checkpoint: dict) -> tuple[str, ...]:
     """LightningCLI instantiates the model with the checkpoint's saved hyperparameters, over the
-    config's: say so for every value that differs, since an edited config or a command-line
-    override (e.g. a new loss weight when resuming) is otherwise silently ignored."""
+    config's: every value that differs (``"key config → saved"``), to be said, since an edited
+    config or a command-line override (e.g. a new loss weight when resuming) is otherwise
+    silently ignored."""
     saved = checkpoint.get("hyper_parameters") or {}
     init_args = (config.get("model") or {}).get("init_args") or {}
-    replaced = [
+    return tuple(
         f"{key} {init_args[key]!r} → {value!r}"
         for key, value in saved.items()
         if not key.startswith("_")
         and key not in LINKED_FROM_DATA
         and key in init_args
         and _differs(init_args[key], value)
-    ]
-    if replaced:
-        log.warning(
-            "--ckpt_path %s: the checkpoint's model hyperparameters replace the config's: %s "
-            "(to change them, start a new run)",
-            config["ckpt_path"],
-            "; ".join(replaced),
-        )
+    )
 
 
 def _differs(configured, saved) -> bool:

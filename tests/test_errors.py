@@ -106,6 +106,29 @@ def test_a_bad_checkpoint_is_one_line_for_test_and_for_commands(
 
 
 @pytest.mark.parametrize(
+    ("other", "expected"),
+    [  # the fit's ResidualMLP: a stem, 8 hidden Linear layers and a head, width 16
+        ("depth=2", "0 missing, 12 unexpected, 0 of another shape"),  # 6 layers' weight, bias
+        ("width=8", "0 missing, 0 unexpected, 19 of another shape"),  # all but the head's bias
+    ],
+    ids=["shallower", "narrower"],
+)
+def test_a_checkpoint_of_another_network_is_one_line_naming_the_file(
+    other, expected, finished_run, tmp_path, caplog
+):
+    best = finished_run / "checkpoints" / "best.ckpt"
+    args = ["test", *fit_args(tmp_path)[1:], f"--ckpt_path={best}"]
+    args += [f"--model.init_args.model.init_args.{other}", "--model.init_args.label_smoothing=0.3"]
+    with caplog.at_level("WARNING"):
+        message = error_line("lab1", args)
+    assert message.startswith(
+        f"error: checkpoint {best} holds another network than the config's: it does not fit "
+        f"ResidualMLP (tensors: {expected};"
+    ), message
+    assert not [r for r in caplog.records if r.name == "common.cli"]  # no warning before it
+
+
+@pytest.mark.parametrize(
     ("content", "found"),
     [
         (b"these are not weights\n", "not a file written by torch.save"),
