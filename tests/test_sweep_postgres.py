@@ -102,8 +102,7 @@ def _user_exists(name: str) -> bool:
 @pytest.fixture
 def postgres_url(postgres_server, request) -> str:
     """A new, empty database on the session's server, named after the test."""
-    import psycopg
-
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL's driver: pip install -e '.[dev]'")
     name = request.node.name.lower()[:60]
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
