@@ -23,7 +23,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 #: below this many floating-point operations per batch (a forward pass), one thread is
 #: fastest on an idle CPU and by far the fastest on a busy one (benchmarks/cpu_threads.py)
@@ -46,13 +47,31 @@ def usable_cores(processes: int = 1) -> int:
     return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
 
 
+class FlopCount(TorchDispatchMode):
+    """Counts the floating-point operations of the matrix multiplications and convolutions run
+    inside it (torch's own formulas, ``flop_registry``): torch's ``FlopCounterMode`` without its
+    per-module tracking, whose backward hooks break ``torch.autograd.grad`` inside a training
+    step (an adversarial attack's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 def flops_per_batch(model: nn.Module, batch: torch.Tensor) -> int:
     """Floating-point operations of one forward pass of ``model`` on ``batch`` (matrix
     multiplications and convolutions, the ops that could use several threads)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    with FlopCount() as counter, torch.no_grad():
         model(batch)
-    return counter.get_total_flops()
+    return counter.flops
 
 
 def resolve_threads(
@@ -88,7 +107,7 @@ class ThreadChoice(Callback):
     def __init__(self, threads: Threads = "auto") -> None:
         self.threads = threads
         self.chosen: int | None = None
-        self.counter: FlopCounterMode | None = None
+        self.counter: FlopCount | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(trainer.accelerator, CPUAccelerator) or self.chosen is not None:
@@ -107,13 +126,13 @@ class ThreadChoice(Callback):
     def _count(self, trainer: L.Trainer) -> None:
         waiting = self.threads == "auto" and self.chosen is None and self.counter is None
         if waiting and isinstance(trainer.accelerator, CPUAccelerator):
-            self.counter = FlopCounterMode(display=False)
+            self.counter = FlopCount()
             self.counter.__enter__()
 
     def _decide(self, trainer: L.Trainer, forwards: int = 1) -> None:
         if self.counter is not None:
             self.counter.__exit__(None, None, None)
-            flops, self.counter = self.counter.get_total_flops(), None
+            flops, self.counter = self.counter.flops, None
             self.choose(trainer, flops / forwards)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

@@ -84,7 +84,8 @@ class LabTrainer(Trainer):
         callbacks = _as_list(kwargs.get("callbacks"))
         if _draws_into_a_file(callbacks, kwargs.get("enable_progress_bar")):
             callbacks.append(LineProgress())
-        kwargs["callbacks"] = [*callbacks, ThreadChoice(threads)]
+        # first: it counts a batch's work from its start to its end, not other callbacks' work
+        kwargs["callbacks"] = [ThreadChoice(threads), *callbacks]
         super().__init__(*args, precision=resolved, **kwargs)
 
 

@@ -128,6 +128,31 @@ def test_without_a_sanity_check_the_first_training_step_is_counted(tmp_path, mon
     assert choice.chosen == 1 and seen.seen == [1] * 8  # counted on one thread, kept
 
 
+class InputGradientModule(TinyModule):
+    """A step that takes a gradient inside it, as adversarial training's attack does."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x = x.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(nn.functional.cross_entropy(self.layer(x), y), x)
+        return nn.functional.cross_entropy(self.layer(x + grad.sign()), y)
+
+
+def test_a_counted_step_may_take_gradients_inside_it(tmp_path):
+    trainer = LabTrainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(InputGradientModule(), loader())
+    choice = next(c for c in trainer.callbacks if isinstance(c, ThreadChoice))
+    assert choice.chosen == 1 and trainer.global_step == 4
+
+
 def test_a_given_number_is_set_at_the_start(tmp_path):
     _, seen = fit(tmp_path, threads=3)
     assert seen.seen == [3] * 8
