@@ -192,6 +192,8 @@ class LabCLI(LightningCLI):
                 shapes = {key: value.shape for key, value in network_state(checkpoint).items()}
                 self.checkpoint_network = (config["ckpt_path"], shapes)
                 self.replaced_hyperparameters = _replaced_hyperparameters(config, checkpoint)
+                if subcommand == "fit":
+                    _stop_if_finished(config["ckpt_path"], checkpoint, config["trainer"])
         super()._parse_ckpt_path()
 
     def _check_checkpoint(self) -> None:
@@ -242,6 +244,27 @@ def _refuse_finished_run(dirpath: Path) -> None:
             "--ckpt_path last, choose another --trainer.default_root_dir, or start over with "
             "--overwrite true"
         )
+
+
+def _stop_if_finished(path: str, checkpoint: dict, trainer: dict) -> None:
+    """A resumed fit whose checkpoint has already reached ``max_epochs`` (or ``max_steps``) would
+    only add an empty ``version_N`` and W&B run: say so and stop, successfully, before they
+    exist (``make run`` run twice then goes straight to its test)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs = progress.get("current", {}).get("processed", 0)
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
+    if max_epochs not in (None, -1) and epochs >= max_epochs:
+        reached = f"{epochs} epochs of max_epochs {max_epochs}"
+    elif max_steps > 0 and checkpoint.get("global_step", 0) >= max_steps:
+        reached = f"{checkpoint['global_step']} steps of max_steps {max_steps}"
+    else:
+        return
+    print(
+        f"{path} has finished its training ({reached}): nothing to resume; raise "
+        "--trainer.max_epochs to train longer, or start over (--overwrite true, no --ckpt_path)",
+        file=sys.stderr,
+    )
+    raise SystemExit(0)
 
 
 def _replaced_hyperparameters(config, checkpoint: dict) -> tuple[str, ...]:

@@ -120,6 +120,21 @@ def test_resume_from_last_continues_where_the_run_stopped(tmp_path):
     assert all(torch.allclose(full[k].float(), resumed[k].float(), atol=1e-6) for k in full)
 
 
+def test_resuming_a_finished_run_says_so_and_adds_nothing_to_its_folder(tmp_path, capsys):
+    run_fit(tmp_path, "--trainer.max_epochs=1", "--trainer.logger=true")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stop:
+        run_fit(tmp_path, "--trainer.max_epochs=1", "--trainer.logger=true", "--ckpt_path=last")
+    assert stop.value.code == 0  # `make run` twice: its test step still runs
+    assert sorted(tmp_path.rglob("*")) == before  # no empty version_N, no W&B run
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        "last.ckpt has finished its training (1 epochs of max_epochs 1): "
+        "nothing to resume; raise --trainer.max_epochs to train longer, or start over "
+        "(--overwrite true, no --ckpt_path)"
+    )
+
+
 def test_resuming_with_other_hyperparameters_says_the_checkpoints_win(tmp_path, caplog):
     run_fit(tmp_path, "--trainer.max_epochs=1")
     with caplog.at_level("WARNING", logger="common.cli"):
