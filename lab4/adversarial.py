@@ -25,11 +25,11 @@ Watch one-step training for catastrophic overfitting with
 from __future__ import annotations
 
 import torch
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from torchmetrics.classification import MulticlassAccuracy
 
 from common.classifier import ImageClassifier
-from lab4.attacks import ATTACKS, AttackName, eval_mode
+from lab4.attacks import ATTACKS, AttackName, Epsilon255, eval_mode
 
 
 class AdversarialClassifier(ImageClassifier):
@@ -63,10 +63,10 @@ class AdversarialClassifier(ImageClassifier):
     def __init__(
         self,
         *args,
-        epsilon: PositiveFloat = 1.0,
+        epsilon: Epsilon255 = 1.0,
         attack: AttackName = "fgsm",
         pgd_steps: PositiveInt = 3,
-        budget: PositiveFloat | None = None,
+        budget: Epsilon255 | None = None,
         clean_weight: NonNegativeFloat = 0.5,
         adversarial_weight: NonNegativeFloat = 0.5,
         **kwargs,

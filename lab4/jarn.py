@@ -29,7 +29,7 @@ from torchmetrics import MeanMetric
 
 from common.classifier import ImageClassifier
 from common.models import find_normalize
-from lab4.attacks import ATTACKS
+from lab4.attacks import ATTACKS, Epsilon255
 from lab4.models import JacobianAdaptor, JacobianDiscriminator
 
 
@@ -89,7 +89,7 @@ class JARNClassifier(ImageClassifier):
         adversarial_weight: NonNegativeFloat = 1.0,
         adversarial_loss: Literal["non_saturating", "minimax"] = "non_saturating",
         discriminator_optimizer: OptimizerCallable = discriminator_adam,
-        fgsm_epsilon: PositiveFloat | None = None,
+        fgsm_epsilon: Epsilon255 | None = None,
         gradient_clip_val: PositiveFloat | None = None,
         adversarial_start_epoch: NonNegativeInt = 0,
         **kwargs,

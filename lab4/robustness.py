@@ -20,18 +20,22 @@ from typing import Literal
 
 import lightning as L
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt, restricted_number_type
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from common.commands import write_text_atomic
 from common.data.datamodule import ImageDataModule
-from lab4.attacks import ATTACKS, REPORTED_METRICS, Attack, AttackName, AttackResult, attack_metrics
+from lab4.attacks import (
+    ATTACKS,
+    REPORTED_METRICS,
+    Attack,
+    AttackName,
+    AttackResult,
+    Epsilon255,
+    attack_metrics,
+)
 from lab4.plots import plot_attack_examples, plot_attack_sweep
-
-#: ε in 1/255 pixel units: above 255 (a step or radius beyond the whole [0, 1] pixel range) is
-#: a unit slip (e.g. 8 written as 8·255), rejected when the config is parsed, before any work
-Epsilon255 = restricted_number_type("Epsilon255", float, [(">", 0.0), ("<=", 255.0)])
 
 
 def round_robin(classes: torch.Tensor) -> torch.Tensor:
@@ -140,7 +144,7 @@ class RobustnessEvaluation(L.Callback):
         epsilons: Sequence[Epsilon255] = (1, 2, 4),
         attacks: Sequence[AttackName] = ("fgsm", "iterative"),
         iterations: PositiveInt | None = 10,
-        budget: PositiveFloat | None = None,
+        budget: Epsilon255 | None = None,
         budget_mode: Literal["step", "ball"] = "step",
         restarts: PositiveInt = 1,
         target: str | None = None,

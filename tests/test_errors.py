@@ -209,6 +209,26 @@ def test_an_attack_epsilon_beyond_255_is_one_line_before_any_work(epsilons, tmp_
     assert "v<=255" in message and not run_dir.exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "option"),
+    [
+        ("adversarial_cnn_cifar10.yaml", "--model.init_args.budget=2040"),
+        ("adversarial_cnn_cifar10.yaml", "--model.init_args.epsilon=300"),
+        ("jarn_cnn_cifar10.yaml", "--model.init_args.fgsm_epsilon=1000"),
+    ],
+)
+def test_a_training_epsilon_beyond_255_is_one_line_before_any_work(config, option, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "fit",
+        f"--config={REPO / 'configs/lab4' / config}",
+        f"--trainer.default_root_dir={run_dir}",
+    ]
+    message = error_line("lab4", [*args, option])
+    assert "Not of type Epsilon255" in message and "v<=255" in message
+    assert not run_dir.exists()
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A local port this test listens on."""

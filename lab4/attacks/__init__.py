@@ -8,6 +8,8 @@ is an attack in the threat model of the field: the L∞ ball of radius ε (e.g. 
 
 from typing import Literal
 
+from jsonargparse.typing import restricted_number_type
+
 from lab4.attacks.apgd import APGD
 from lab4.attacks.base import Attack
 from lab4.attacks.engine import (
@@ -35,9 +37,14 @@ ATTACKS: dict[str, type[Attack]] = {
 #: the registry's names as a type, so configs are checked when they are parsed
 AttackName = Literal[tuple(ATTACKS)]  # type: ignore[valid-type]
 
+#: ε in 1/255 pixel units: above 255 (a step or radius beyond the whole [0, 1] pixel range) is
+#: a unit slip (e.g. 8 written as 8·255), rejected when the config is parsed, before any work
+Epsilon255 = restricted_number_type("Epsilon255", float, [(">", 0.0), ("<=", 255.0)])
+
 __all__ = [
     "APGD",
     "ATTACKS",
+    "Epsilon255",
     "FGSM",
     "PGD",
     "REPORTED_METRICS",
