@@ -3,7 +3,7 @@
 Each cell runs in its own process (OpenMP reads ``OMP_WAIT_POLICY`` when torch loads): a bare
 training loop (forward, cross-entropy, backward, Adam step) on random batches of one network,
 timed after a warm-up. ``--busy N`` cells run with N CPU-bound processes beside them (a shared
-laptop or CI runner); ``threads auto`` is what ``trainer.threads: auto`` chooses for that network
+laptop or CI runner); "auto chooses" is what ``trainer.threads: auto`` takes for that network
 (:mod:`common.threads`). Prints a markdown table (steps/s) with the CPU and its flags.
 
     python benchmarks/cpu_threads.py [--seconds 8] [--busy 1] [--output results/threads.md]
@@ -60,7 +60,7 @@ def measure(network: str, threads: str, seconds: float) -> dict:
     x = torch.randn(batch_size, *shape)
     y = torch.randint(0, 10, (batch_size,))
     flops = flops_per_batch(model, x)
-    chosen, reason = resolve_threads(threads, flops)
+    chosen, _ = resolve_threads(threads, flops)
     torch.set_num_threads(chosen)
     optimizer = torch.optim.Adam(model.parameters())
 
@@ -79,7 +79,7 @@ def measure(network: str, threads: str, seconds: float) -> dict:
     return {
         "steps_per_s": steps / (time.perf_counter() - start),
         "threads": chosen,
-        "reason": reason,
+        "auto": resolve_threads("auto", flops)[0],
         "gflops": flops / 1e9,
     }
 
@@ -117,7 +117,7 @@ def main() -> None:
         "--busy", type=int, default=1, help="CPU-bound processes beside the busy cells"
     )
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
-    parser.add_argument("--threads", nargs="+", default=["1", str(os.cpu_count()), "auto"])
+    parser.add_argument("--threads", nargs="+", default=["1", str(os.cpu_count())])
     parser.add_argument("--policies", nargs="+", default=["default", "PASSIVE"])
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
     parser.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)
@@ -154,9 +154,9 @@ def main() -> None:
         f"{(time.perf_counter() - start) / 60:.1f} min.",
         f"`python benchmarks/cpu_threads.py --seconds {args.seconds:g} --busy {args.busy}`",
         "",
-        "| network | GFLOP/batch | OMP_WAIT_POLICY | threads | idle steps/s | busy steps/s "
-        "| busy/idle |",
-        "|---|---:|---|---|---:|---:|---:|",
+        "| network | GFLOP/batch | auto chooses | OMP_WAIT_POLICY | threads | idle steps/s "
+        "| busy steps/s | busy/idle |",
+        "|---|---:|---:|---|---|---:|---:|---:|",
     ]
     for network, policy, threads, load, cell in rows:
         if load != "idle":
@@ -165,10 +165,9 @@ def main() -> None:
             speed[network, policy, threads, "idle"],
             speed[network, policy, threads, "busy"],
         )
-        shown = f"auto → {cell['threads']}" if threads == "auto" else threads
         lines.append(
-            f"| {network} | {cell['gflops']:.3f} | {policy} | {shown} | {idle:.1f} | {busy:.1f} "
-            f"| {busy / idle:.2f} |"
+            f"| {network} | {cell['gflops']:.3f} | {cell['auto']} | {policy} | {cell['threads']} "
+            f"| {idle:.1f} | {busy:.1f} | {busy / idle:.2f} |"
         )
     table = "\n".join(lines)
     print(table)

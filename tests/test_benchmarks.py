@@ -55,3 +55,20 @@ def test_gpu_check_tiny_on_cpu_reports_every_section(tmp_path):
         assert re.search(pattern, report), f"{pattern!r} not in the report:\n{report}"
     assert "failed" not in report
     assert output.read_text() == report  # the file: the same markdown
+
+
+def test_cpu_threads_benchmark_measures_each_cell_idle_and_busy(tmp_path):
+    output = tmp_path / "threads.md"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/cpu_threads.py", "--seconds", "0.2", "--networks",
+         "residual_mlp", "--policies", "PASSIVE", "--threads", "1", "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in output.read_text().splitlines() if line.startswith("| residual_mlp")]
+    number = r"\d+\.\d+"
+    pattern = (
+        rf"\| residual_mlp \| 0\.004 \| 1 \| PASSIVE \| 1 \| {number} \| {number} \| {number} \|"
+    )
+    assert len(rows) == 1 and re.fullmatch(pattern, rows[0]), rows
+    assert "CPU: " in output.read_text() and "busy = 1 CPU-bound" in output.read_text()
