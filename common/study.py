@@ -42,6 +42,8 @@ from common.search import Search
 
 #: what a worker takes: a trial's number and ``run(worker)`` → its result (``run_one``'s)
 Taken = tuple[int, Callable[[int], dict]]
+#: the status of a run that Ctrl-C interrupted: its trial is queued again, not failed
+INTERRUPTED = "interrupted"
 #: which trial of a cell speaks for it in the table: finished, then running, waiting, failed
 _PRECEDENCE = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
 #: how a search trial's ``fit`` process finds its trial: the study's URL, its name, the number
@@ -317,43 +319,52 @@ class SweepStudy:
         trial = self._trial(number)
         return number, trial.params, trial.user_attrs["run_dir"]
 
-    def work(self, jobs: int, take: Callable[[], Taken | None], objective: str) -> None:
+    def work(
+        self,
+        jobs: int,
+        take: Callable[[], Taken | None],
+        objective: str,
+        interrupt: Callable[[], None],
+    ) -> None:
         """Run ``jobs`` workers (threads) until ``take()`` finds nothing left: each takes a
         trial (its number, and how to run it on worker ``i``), runs it with a heartbeat, stores
-        its result and tells its ``objective``. Once one fails or Ctrl-C stops the sweep, the
-        others stop after their current run, and the runs that did not finish are queued
+        its result and tells its ``objective``. Once a worker fails, the others stop after their
+        current run. Ctrl-C calls ``interrupt()`` (which ends the running runs) and stops them
+        all; so does a run that reports it was interrupted (:data:`INTERRUPTED`): the same
+        Ctrl-C can end the runs before this thread sees it. The interrupted runs are queued
         again (not failed: a grid or a search resumes them at its next start)."""
         stop = threading.Event()
 
         def worker(index: int) -> None:
             while not stop.is_set() and (taken := take()) is not None:
                 number, run = taken
-                self._run_trial(number, partial(run, index), objective, stop)
+                if self._run_trial(number, partial(run, index), objective):
+                    stop.set()
 
         with ThreadPoolExecutor(jobs) as pool:
             futures = [pool.submit(worker, index) for index in range(jobs)]
             try:
                 for future in futures:
                     future.result()
-            except BaseException:
+            except BaseException as error:
                 stop.set()
+                if isinstance(error, KeyboardInterrupt):
+                    interrupt()
                 raise
 
-    def _run_trial(
-        self, number: int, run: Callable[[], dict], objective: str, stop: threading.Event
-    ) -> None:
+    def _run_trial(self, number: int, run: Callable[[], dict], objective: str) -> bool:
         """COMPLETE with the run's ``objective``; PRUNED for a run its pruning callback stopped
         (``pruned_epoch`` in its result); FAIL for a failed run (a grid retries it at its next
-        start) or a missing value; queued again if it failed as the sweep was stopped."""
+        start) or a missing value; queued again if it was interrupted. Returns whether it was."""
         trial_id = self._trial_id(number)
         with _heartbeat(self.storage, trial_id, self.heartbeat):
             result = run()
-        pruned = "pruned_epoch" in result
-        if stop.is_set() and result["status"] != "ok" and not pruned:  # interrupted with the sweep
+        if result["status"] == INTERRUPTED:
             self.study.tell(number, state=TrialState.FAIL)
             RetryHeartbeatStaleTrialCallback()(self.study, self._trial(number))
-            return
+            return True
         self.storage.set_trial_user_attr(trial_id, "result", result)
+        pruned = "pruned_epoch" in result
         value = result.get(objective)
         if pruned:
             self.study.tell(number, state=TrialState.PRUNED)
@@ -361,6 +372,7 @@ class SweepStudy:
             self.study.tell(number, value)
         else:
             self.study.tell(number, state=TrialState.FAIL)
+        return False
 
     def cell_results(self) -> dict[str, dict]:
         """Every cell's latest word, by key: the result of its finished trial, else

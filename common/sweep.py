@@ -16,8 +16,10 @@ import logging
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from itertools import product
@@ -37,7 +39,7 @@ from common.run_logs import (
     read_csv,
 )
 from common.search import Search
-from common.study import SweepStudy, Taken, cell_key, masked_url
+from common.study import INTERRUPTED, SweepStudy, Taken, cell_key, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,40 @@ def _grad_norms(run_dir: Path) -> list[dict[str, str]]:
     return read_csv(paths[-1])
 
 
+class RunProcesses:
+    """The processes of a sweep's runs, which Ctrl-C ends together (:meth:`interrupt`).
+
+    A terminal's Ctrl-C reaches the runs already running, but not a run that a worker starts
+    after it and before the sweep has seen it; :meth:`interrupt` ends those too, and once it
+    was called no run starts, so a Ctrl-C never waits for a run to finish.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self.interrupted = False
+
+    def run(self, command: list[str], **popen: Any) -> int:
+        """``command``'s exit status (``-SIGINT`` where Ctrl-C ended it, or came before it)."""
+        with self._lock:
+            if self.interrupted:
+                return -signal.SIGINT
+            process = subprocess.Popen(command, **popen)
+            self._running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: end the running runs (SIGINT, as a terminal sends it) and start no more."""
+        with self._lock:
+            self.interrupted = True
+            for process in self._running:
+                process.send_signal(signal.SIGINT)
+
+
 def run_one(
     package: str,
     args: list[str],
@@ -85,10 +121,13 @@ def run_one(
     threads: int,
     devices: str | None = None,
     env: dict[str, str] | None = None,
+    processes: RunProcesses | None = None,
 ) -> dict[str, Any]:
     """Fit then test one configuration (on the GPUs ``devices``, e.g. ``"1"``, when given, with
-    the extra environment variables ``env``); returns its metrics or the reason it failed. A fit
-    that its pruning callback stopped (``pruned.json``) is tested too, and says so."""
+    the extra environment variables ``env``, its processes started by ``processes``); returns
+    its metrics, the reason it failed, or :data:`~common.study.INTERRUPTED` for a run that
+    Ctrl-C ended. A fit that its pruning callback stopped (``pruned.json``) is tested too, and
+    says so."""
     own_command = bool(args) and not args[0].startswith("-")
     done = run_dir / "result.json"
     if done.is_file():
@@ -115,18 +154,21 @@ def run_one(
             [*base, "fit", *common, "--ckpt_path=last"],
             [*base, "test", *common, "--ckpt_path=best"],
         ]
+    processes = processes or RunProcesses()
     returncode = 0
     with open(run_dir / "sweep.log", "w") as out:
         for command in commands:
-            returncode = subprocess.run(
+            returncode = processes.run(
                 command, stdout=out, stderr=subprocess.STDOUT, env=process_env
-            ).returncode
+            )
             if returncode != 0:
                 break
+    # a run that Ctrl-C reached may end before the sweep sees the Ctrl-C: it died of SIGINT
+    if returncode == -signal.SIGINT or (returncode != 0 and processes.interrupted):
+        result["status"] = INTERRUPTED
+        return result
     if returncode != 0:
-        lines = (run_dir / "sweep.log").read_text().strip().splitlines() or ["(no output)"]
-        errors = [line for line in lines if "error" in line.lower()] or lines
-        result["status"] = f"failed: {errors[-1].strip()[:160]}"
+        result["status"] = f"failed: {failure_reason((run_dir / 'sweep.log').read_text())}"
         return result
     result["status"] = "ok"
     if own_command:
@@ -140,8 +182,34 @@ def run_one(
     return result
 
 
+#: a terminal's colours and styles (W&B colours its lines)
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def failure_reason(output: str) -> str:
+    """Why a run failed, in one line, from its output: its last ``error: ...`` line (the lab
+    CLI's one-line errors), else its last line that mentions an error, else its last line;
+    W&B's own lines (``wandb: ...``, printed as a run exits) and terminal colours left out."""
+    lines = [_ANSI_ESCAPE.sub("", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("wandb:")] or ["(no output)"]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    errors = errors or [line for line in lines if "error" in line.lower()] or lines
+    return errors[-1][:160]
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def progress_line(run_name: str, result: dict[str, Any]) -> str:
+    """What the console says of a run that ended: ``name: ok, test acc 0.9312`` (4 decimals, as
+    in the tables), ``name: failed: <why>``, or ``name: interrupted, queued again``."""
+    status = result["status"]
+    if status == INTERRUPTED:
+        return f"{run_name}: interrupted, queued again"
+    if status.startswith("failed"):
+        return f"{run_name}: {status}"
+    return f"{run_name}: {status}, test acc {_fmt(result.get('test_acc'))}"
 
 
 def write_table(
@@ -355,7 +423,9 @@ def _grid_values(cfg) -> list:
     return [json.dumps(v) if isinstance(v, list) else v for v in cfg["values"]]
 
 
-def _grid(cfg, study: SweepStudy, launch: Launch) -> dict[tuple[str, Any], dict]:
+def _grid(
+    cfg, study: SweepStudy, launch: Launch, interrupt: Callable[[], None]
+) -> dict[tuple[str, Any], dict]:
     """Run the grid's cells not done yet (those left to this worker) → every cell's result."""
     runs = [
         (name, "–", args, Path(cfg.run_dir) / slugify(name)) for name, args in cfg.baselines.items()
@@ -377,12 +447,14 @@ def _grid(cfg, study: SweepStudy, launch: Launch) -> dict[tuple[str, Any], dict]
         log.info("run %s %s=%s → %s", name, cfg.parameter_label, value, run_dir)
         return number, lambda worker: launch(worker, args, run_dir, {})
 
-    study.work(cfg.jobs, take, "test_acc")
+    study.work(cfg.jobs, take, "test_acc", interrupt)
     results, waiting = study.cell_results(), {"status": "waiting"}
     return {(name, value): results.get(key, waiting) for key, (name, value, _, _) in cells.items()}
 
 
-def _search(cfg, study: SweepStudy, launch: Launch) -> list[tuple[int, dict[str, Any], dict]]:
+def _search(
+    cfg, study: SweepStudy, launch: Launch, interrupt: Callable[[], None]
+) -> list[tuple[int, dict[str, Any], dict]]:
     """Run trials until the search's budget is spent → every trial's number, parameters and
     result."""
     ((name, base),) = cfg.experiments.items()
@@ -398,7 +470,7 @@ def _search(cfg, study: SweepStudy, launch: Launch) -> list[tuple[int, dict[str,
         log.info("run %s trial %d %s → %s", name, number, " ".join(args[len(base) :]), run_dir)
         return number, lambda worker: launch(worker, args, run_dir, study.trial_env(number))
 
-    study.work(cfg.jobs, take, cfg.search.objective)
+    study.work(cfg.jobs, take, cfg.search.objective, interrupt)
     return study.search_results()
 
 
@@ -438,9 +510,12 @@ def main(argv: list[str], package: str) -> dict[Any, dict]:
     cfg.jobs = cfg.jobs or len(devices)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
 
+    processes = RunProcesses()
+
     def launch(worker: int, args: list[str], run_dir: Path, env: dict[str, str]) -> dict:
-        result = run_one(package, args, run_dir, threads, devices[worker % len(devices)], env)
-        log.info("  %s: %s test acc %s", run_dir.name, result["status"], result.get("test_acc"))
+        device = devices[worker % len(devices)]
+        result = run_one(package, args, run_dir, threads, device, env, processes)
+        log.info("  %s", progress_line(run_dir.name, result))
         return result
 
     url = cfg.storage or f"sqlite:///{run_root / 'study.db'}"
@@ -448,10 +523,10 @@ def main(argv: list[str], package: str) -> dict[Any, dict]:
     study = SweepStudy(url, name, cfg.heartbeat, cfg.search.direction if cfg.search else "maximize")
     start = time.perf_counter()
     if cfg.search:
-        trials = _search(cfg, study, launch)
+        trials = _search(cfg, study, launch, processes.interrupt)
         results = {number: result for number, _, result in trials}
     else:
-        results = _grid(cfg, study, launch)
+        results = _grid(cfg, study, launch, processes.interrupt)
     wall = time.perf_counter() - start
     shown = " ".join(argv).replace(url, masked_url(url))  # a --storage password stays private
     command = f"python -m {package} sweep {shown}"

@@ -162,3 +162,24 @@ def test_the_curves_can_show_the_baselines_against_the_best_run_only():
     }
     assert list(baselines_and_best(results, ["distilled"])) == [("alone", "–"), ("distilled", 2)]
     assert list(baselines_and_best({("distilled", 4): {}}, ["distilled"])) == []
+
+
+def test_a_failed_runs_reason_is_its_error_line_not_what_wandb_prints_after_it():
+    from common.sweep import failure_reason
+
+    output = "\n".join(
+        [
+            "Seed set to 0",
+            "\x1b[34m\x1b[1mwandb\x1b[0m: \x1b[31mERROR\x1b[0m Run finished with errors",
+            "error: the checkpoint does not fit the configured model; give the model config",
+            "\x1b[34m\x1b[1mwandb\x1b[0m: Find logs at: \x1b[35mwandb/run/logs\x1b[0m",
+            "",
+        ]
+    )
+    reason = "error: the checkpoint does not fit the configured model; give the model config"
+    assert failure_reason(output) == reason
+    assert failure_reason("Traceback (most recent call last):\nValueError: bad\n") == (
+        "ValueError: bad"
+    )
+    assert failure_reason("\x1b[1mSegmentation fault\x1b[0m\n") == "Segmentation fault"
+    assert failure_reason("\x1b[34mwandb\x1b[0m: Find logs at: x\n") == "(no output)"

@@ -130,16 +130,33 @@ def test_a_killed_workers_cell_is_run_by_the_next_worker(tmp_path):
     assert "| A | 0.1000 | 0.2000 |" in (tmp_path / "runs/grid.md").read_text()
 
 
-def test_ctrl_c_queues_the_interrupted_runs_again_and_the_next_start_finishes_them(tmp_path):
+def run_processes(worker: subprocess.Popen) -> list[int]:
+    """The process ids of a sweep worker's runs (its children, from Linux's /proc)."""
+    children = Path(f"/proc/{worker.pid}/task").glob("*/children")
+    return [int(pid) for path in children for pid in path.read_text().split()]
+
+
+def interrupt_a_sweep(tmp_path: Path, ctrl_c: str) -> Path:
+    """Start a 2-job sweep of 3 cells whose runs last a minute, and send SIGINT to ``ctrl_c``
+    (``"sweep and runs"``: a terminal's Ctrl-C; ``"sweep"``: ``kill -INT`` of the sweep;
+    ``"runs"``: the runs end before the sweep sees the Ctrl-C) once two runs started: the sweep
+    stops within 30 s, its two runs queued again, the third never started. Returns its config."""
     config = write_config(
         tmp_path, experiments={"A": []}, parameter="acc", values=[0.1, 0.2, 0.3], table="g.md"
     )
-    worker = start_worker(config, tmp_path / "first.log", "--jobs=2", FAKE_LAB_SLEEP="60")
+    log = tmp_path / "first.log"
+    worker = start_worker(config, log, "--jobs=2", FAKE_LAB_SLEEP="60")
     deadline = time.monotonic() + 60
     while len(calls_or_none(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C: the sweep and its two runs
-    worker.wait(timeout=30)
+    targets = {"sweep and runs": [-worker.pid], "sweep": [worker.pid]}  # -pid: its group
+    for pid in targets.get(ctrl_c) or run_processes(worker):
+        os.kill(pid, signal.SIGINT)
+    try:
+        worker.wait(timeout=30)
+    finally:  # a sweep that did not stop leaves no minute-long runs behind
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
     states = [(t.user_attrs["value"], t.state.name) for t in load_study(tmp_path, "g").trials]
     assert sorted(states) == [
         (0.1, "FAIL"),  # interrupted, with no result: not a failed run
@@ -147,11 +164,58 @@ def test_ctrl_c_queues_the_interrupted_runs_again_and_the_next_start_finishes_th
         (0.2, "FAIL"),
         (0.2, "WAITING"),
         (0.3, "WAITING"),  # never started
+    ], log.read_text()
+    assert calls(tmp_path, "fit") == ["0.1", "0.2"]
+    progress = [line for line in log.read_text().splitlines() if line.startswith("  a_0_")]
+    assert sorted(progress) == [
+        "  a_0_1: interrupted, queued again",
+        "  a_0_2: interrupted, queued again",
     ]
+    return config
+
+
+def test_ctrl_c_queues_the_interrupted_runs_again_and_the_next_start_finishes_them(tmp_path):
+    config = interrupt_a_sweep(tmp_path, "sweep and runs")
     second = start_worker(config, tmp_path / "second.log")
     assert second.wait(timeout=60) == 0, (tmp_path / "second.log").read_text()
     assert calls(tmp_path, "fit") == ["0.1", "0.1", "0.2", "0.2", "0.3"]
     assert "| A | 0.1000 | 0.2000 | 0.3000 |" in (tmp_path / "runs/g.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "ctrl_c",
+    [
+        "sweep",
+        pytest.param(
+            "runs",
+            marks=pytest.mark.skipif(
+                not Path("/proc/self/task").is_dir(), reason="finds the runs in Linux's /proc"
+            ),
+        ),
+    ],
+)
+def test_ctrl_c_stops_a_sweep_at_once_whichever_process_sees_it_first(tmp_path, ctrl_c):
+    interrupt_a_sweep(tmp_path, ctrl_c)
+
+
+def test_no_run_starts_after_ctrl_c(tmp_path):
+    from common.sweep import RunProcesses, run_one
+
+    processes = RunProcesses()
+    processes.interrupt()
+    args = [f"--calls={tmp_path / 'calls.txt'}"]
+    result = run_one("tests.fake_lab", args, tmp_path / "run", 1, processes=processes)
+    assert result == {"args": args, "status": "interrupted"}
+    assert not (tmp_path / "calls.txt").exists()
+
+
+def test_progress_lines_show_metrics_with_4_decimals(tmp_path, caplog):
+    config = write_config(
+        tmp_path, experiments={"A": []}, parameter="acc", values=[0.11874999850988388], table="g.md"
+    )
+    with caplog.at_level("INFO", logger="common.sweep"):
+        main([f"--config={config}"], "tests.fake_lab")
+    assert "  a_0_11874999850988388: ok, test acc 0.1187" in caplog.messages
 
 
 def test_a_cell_queued_twice_at_once_runs_once(tmp_path):
@@ -167,7 +231,7 @@ def test_a_cell_queued_twice_at_once_runs_once(tmp_path):
         claimed.append(trial[1])
         return trial[0], lambda worker: {"status": "ok", "test_acc": 0.5}
 
-    study.work(2, take, "test_acc")
+    study.work(2, take, "test_acc", interrupt=lambda: None)
     assert sorted(claimed) == sorted(cell_key(c) for c in cells)
     assert [t.state for t in study.trials()] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
     assert study.cell_results() == {cell_key(c): {"status": "ok", "test_acc": 0.5} for c in cells}
