@@ -213,8 +213,8 @@ class SweepStudy:
         )
         if self.study.direction.name.lower() != direction:
             raise SystemExit(
-                f"error: study {name!r} in {url} was made to {self.study.direction.name.lower()}"
-                f"; give this sweep another --study"
+                f"error: study {name!r} in {masked_url(url)} was made to "
+                f"{self.study.direction.name.lower()}; give this sweep another --study"
             )
         self.url, self.name, self.heartbeat = url, name, heartbeat
         self._study_id = self.storage.get_study_id_from_name(name)
