@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 import common.callbacks  # noqa: F401  (registers short names: --trainer.callbacks+=CAMExport)
+from common import answer_ctrl_c
 from common.checkpoints import CheckpointError, check_network, network_state, read_checkpoint
 from common.commands import Command, writable_folder
 from common.data.sources import DatasetNotFoundError
@@ -384,6 +385,7 @@ def main(package: str, args: list[str] | None = None) -> None:
     """Entry point of ``python -m <package>``: LightningCLI subcommands (through the package's
     ``CLI`` class, default :class:`LabCLI`) and the lab's own commands (``<package>.COMMANDS``,
     their modules imported only when used)."""
+    answer_ctrl_c()
     if not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")
     torch.set_float32_matmul_precision("high")

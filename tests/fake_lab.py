@@ -51,6 +51,9 @@ def fake_run(command: str, argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from common import answer_ctrl_c
+
+    answer_ctrl_c()  # as the labs' entry point does
     command, *argv = sys.argv[1:]
     if command == "sweep":
         from common.sweep import main

@@ -245,3 +245,15 @@ def test_help_lists_every_command_and_each_prints_its_config(lab, capsys):
         assert done.value.code in (0, None), f"{lab} {name}: {done.value.code}"
         printed = capsys.readouterr().out
         assert yaml.safe_load(printed) if config else printed, f"{lab} {name} printed nothing"
+
+
+def test_a_lab_command_answers_ctrl_c_even_when_started_ignoring_it(capsys):
+    """A shell starts a script's background job (`make run &`) with SIGINT ignored."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        main("lab1", ["--help"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -50,9 +50,12 @@ def write_config(tmp_path: Path, **options) -> Path:
     return path
 
 
-def start_worker(config: Path, log: Path, *options: str, **env: str) -> subprocess.Popen:
+def start_worker(
+    config: Path, log: Path, *options: str, background: bool = False, **env: str
+) -> subprocess.Popen:
     """A sweep process in its own session, so that killing it kills its runs too (as when a
-    machine dies)."""
+    machine dies); ``background``: started with SIGINT ignored, as a shell starts a script's
+    background job (``make test &``), which its runs inherit."""
     with open(log, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "tests.fake_lab", "sweep", f"--config={config}", *options],
@@ -60,6 +63,9 @@ def start_worker(config: Path, log: Path, *options: str, **env: str) -> subproce
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
             start_new_session=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            if background
+            else None,
         )
 
 
@@ -145,7 +151,8 @@ def interrupt_a_sweep(tmp_path: Path, ctrl_c: str) -> Path:
         tmp_path, experiments={"A": []}, parameter="acc", values=[0.1, 0.2, 0.3], table="g.md"
     )
     log = tmp_path / "first.log"
-    worker = start_worker(config, log, "--jobs=2", FAKE_LAB_SLEEP="60")
+    # in the background: SIGINT still stops it (the old flaky failure, under `make test &`)
+    worker = start_worker(config, log, "--jobs=2", background=True, FAKE_LAB_SLEEP="60")
     deadline = time.monotonic() + 60
     while len(calls_or_none(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
