@@ -20,6 +20,7 @@ import random
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -44,6 +45,8 @@ from common.search import Search
 Taken = tuple[int, Callable[[int], dict]]
 #: the status of a run that Ctrl-C interrupted: its trial is queued again, not failed
 INTERRUPTED = "interrupted"
+#: the states of a trial that stands for its cell (a FAILed one is retried by a new sweep)
+PENDING_OR_DONE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 #: which trial of a cell speaks for it in the table: finished, then running, waiting, failed
 _PRECEDENCE = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.WAITING: 2}
 #: how a search trial's ``fit`` process finds its trial: the study's URL, its name, the number
@@ -246,14 +249,20 @@ class SweepStudy:
     def queue_cells(self, cells: list[dict[str, Any]]) -> None:
         """Queue every cell (its user attributes: ``row``, ``value``, ``args``) that has no
         finished, running or waiting trial: new cells, and cells that failed in an earlier
-        sweep (retried, as a sweep always retried its failed runs)."""
-        covered = {
+        sweep (retried, as a sweep always retried its failed runs). Each trial records its
+        ``attempt``, the cell's failed runs so far: workers that queue a cell at once give
+        their trials the same attempt, and only the first of them runs."""
+        trials = self.trials()
+        covered = {cell_key(t.user_attrs) for t in trials if t.state in PENDING_OR_DONE}
+        failures = Counter(
             cell_key(t.user_attrs)
-            for t in self.trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        }
+            for t in trials
+            if t.state == TrialState.FAIL and not _interrupted(t)
+        )
         for cell in cells:
-            if cell_key(cell) not in covered:
-                self.study.enqueue_trial({}, user_attrs=cell)
+            key = cell_key(cell)
+            if key not in covered:
+                self.study.enqueue_trial({}, user_attrs={**cell, "attempt": failures[key]})
 
     def next_cell(self, keys: set[str]) -> tuple[int, str] | None:
         """Claim a waiting cell among ``keys`` for this worker: its trial number and key, or
@@ -272,7 +281,7 @@ class SweepStudy:
                     claimed = False
                 if not claimed:  # another worker was first
                     continue
-                if self._has_earlier_trial(trial.number, key):  # two workers queued it at once
+                if self._has_earlier_trial(trial):  # two workers queued it at once
                     self.study.tell(trial.number, state=TrialState.FAIL)
                     continue
                 return trial.number
@@ -281,12 +290,20 @@ class SweepStudy:
         number = self._next(take)
         return None if number is None else (number, cell_key(self._trial(number).user_attrs))
 
-    def _has_earlier_trial(self, number: int, key: str) -> bool:
-        """Whether a lower-numbered trial of the same cell is waiting, running or done: the
-        lowest one runs, any later one is dropped, so a cell runs once."""
+    def _has_earlier_trial(self, trial: FrozenTrial) -> bool:
+        """Whether a lower-numbered trial of the same cell is waiting, running or done, or
+        failed in the same attempt (workers queued the cell at once, and the first one's run
+        failed before this one was claimed): the lowest one runs, any later one is dropped, so
+        a cell runs once per sweep."""
+        key, attempt = cell_key(trial.user_attrs), trial.user_attrs.get("attempt", 0)
         return any(
-            t.number < number and cell_key(t.user_attrs) == key
-            for t in self.trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            t.number < trial.number
+            and cell_key(t.user_attrs) == key
+            and (
+                t.state in PENDING_OR_DONE
+                or (not _interrupted(t) and t.user_attrs.get("attempt", 0) == attempt)
+            )
+            for t in self.trials()
         )
 
     def next_search_trial(self, search: Search) -> tuple[int, dict[str, Any], str] | None:

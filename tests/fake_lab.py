@@ -2,7 +2,8 @@
 
 ``sweep`` is the real :mod:`common.sweep`. ``fit`` and ``test`` import nothing heavy: they append
 their command line and ``--gpus=$CUDA_VISIBLE_DEVICES`` to the file ``--calls`` (shared by every
-process), sleep ``$FAKE_LAB_SLEEP`` seconds (a test kills a worker meanwhile), and write the
+process), wait until ``$FAKE_LAB_WAIT_FOR_FITS`` fits have started, sleep ``$FAKE_LAB_SLEEP``
+seconds (a test kills a worker meanwhile), and write the
 ``version_*/config.yaml`` and ``metrics.csv`` a Lightning run leaves, with ``val/acc`` =
 ``test/acc`` = ``--acc``, else ``--lr`` (which a search draws), else a number drawn from the run
 folder's name; ``--fail=true`` exits as a bad configuration does.
@@ -22,12 +23,23 @@ from pathlib import Path
 TRIAL_ENV = ("DLA_OPTUNA_STORAGE", "DLA_OPTUNA_STUDY", "DLA_OPTUNA_TRIAL")  # without Optuna
 
 
+def wait_for_fits(calls: Path, count: int, deadline: float = 60) -> None:
+    """Wait until ``count`` fits have started: two workers started together have then both
+    queued their cells, so none of them takes a cell that the other has already finished."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if sum(line.startswith("fit ") for line in calls.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+
+
 def fake_run(command: str, argv: list[str]) -> None:
     options = dict(arg.removeprefix("--").split("=", 1) for arg in argv if "=" in arg)
     with open(options["calls"], "a") as calls:
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
         optuna = ",".join(os.environ.get(key, "") for key in TRIAL_ENV)
         calls.write(" ".join([command, *argv, f"--gpus={gpus}", f"--optuna={optuna}"]) + "\n")
+    wait_for_fits(Path(options["calls"]), int(os.environ.get("FAKE_LAB_WAIT_FOR_FITS", 0)))
     time.sleep(float(os.environ.get("FAKE_LAB_SLEEP", 0)))
     if options.get("fail") == "true":
         sys.exit("error: invalid configuration: this run fails")

@@ -95,7 +95,10 @@ def test_two_worker_processes_share_a_grid_and_run_every_cell_once(tmp_path):
         table="grid.md",
     )
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
-    workers = [start_worker(config, log, FAKE_LAB_SLEEP="1") for log in logs]
+    # each run waits for both workers' first runs: a worker that starts after a cell failed
+    # would queue it again (a new sweep retries failed cells), which is not what is tested here
+    env = {"FAKE_LAB_SLEEP": "1", "FAKE_LAB_WAIT_FOR_FITS": "2"}
+    workers = [start_worker(config, log, **env) for log in logs]
     assert [worker.wait(timeout=80) for worker in workers] == [0, 0], logs[0].read_text()
     assert calls(tmp_path, "fit") == ["0.1", "0.1", "0.2", "0.2", "0.3", "0.3"]  # A and B once
     assert calls(tmp_path, "test") == ["0.1", "0.2", "0.3"]  # B fails in fit
@@ -242,6 +245,37 @@ def test_a_cell_queued_twice_at_once_runs_once(tmp_path):
     assert sorted(claimed) == sorted(cell_key(c) for c in cells)
     assert [t.state for t in study.trials()] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
     assert study.cell_results() == {cell_key(c): {"status": "ok", "test_acc": 0.5} for c in cells}
+
+
+def test_a_failing_cell_queued_twice_at_once_runs_once_and_the_next_sweep_retries_it(
+    tmp_path, monkeypatch
+):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cells = [{"row": "B", "value": v, "args": ["--fail=true", f"--acc={v}"]} for v in (1, 2)]
+    keys = {cell_key(c) for c in cells}
+    workers = [SweepStudy(url, "grid", 60, "maximize") for _ in range(2)]
+    workers[0].queue_cells(cells)
+    with monkeypatch.context() as m:  # the second read the study before the first queued
+        m.setattr(workers[1], "trials", lambda *states: [])
+        workers[1].queue_cells(cells)
+    assert len(workers[0].trials()) == 4
+    runs = []
+
+    def take(study):
+        def next_run():
+            if (trial := study.next_cell(keys)) is None:
+                return None
+            runs.append(trial[1])
+            return trial[0], lambda worker: {"status": "failed: error: this run fails"}
+
+        return next_run
+
+    workers[0].work(1, take(workers[0]), "test_acc", interrupt=lambda: None)  # fails both
+    workers[1].work(1, take(workers[1]), "test_acc", interrupt=lambda: None)
+    assert sorted(runs) == sorted(keys)  # the duplicates of failed cells did not run again
+    workers[1].queue_cells(cells)  # a new sweep retries the failed cells, once
+    workers[1].work(1, take(workers[1]), "test_acc", interrupt=lambda: None)
+    assert sorted(runs) == sorted([*keys, *keys])
 
 
 def search_table_rows(table: str) -> list[list[str]]:
