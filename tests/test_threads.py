@@ -153,6 +153,20 @@ def test_a_counted_step_may_take_gradients_inside_it(tmp_path):
     assert choice.chosen == 1 and trainer.global_step == 4
 
 
+def test_test_counts_its_first_batch_under_inference_mode(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads_module, "SMALL_NETWORK_FLOPS", 1)  # any work is large here
+    trainer = LabTrainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    module = TinyModule()
+    module.test_step = module.validation_step
+    trainer.test(module, loader())
+    assert torch.get_num_threads() == 2
+    assert "threads: auto → 2 (a large network (" in caplog.text
+
+
 def test_a_given_number_is_set_at_the_start(tmp_path):
     _, seen = fit(tmp_path, threads=3)
     assert seen.seen == [3] * 8
