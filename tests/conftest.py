@@ -21,9 +21,9 @@ if (REPO.parent / "shared" / "data").is_dir():  # this team's offline archives a
     os.environ.setdefault("DLA_DATA_ARCHIVES", str(REPO.parent / "shared" / "data"))
 
 
-def tiny_trainer(default_root_dir: Path | None = None, **kwargs):
-    """A CPU Trainer for module-level tests: two short epochs, no logger, checkpoints or bars
-    (``kwargs`` override)."""
+def tiny_trainer(default_root_dir: Path | None = None, trainer_class=None, **kwargs):
+    """A CPU Trainer (Lightning's, or ``trainer_class``) for module-level tests: two short
+    epochs, no logger, checkpoints or bars (``kwargs`` override)."""
     import lightning as L
 
     options = dict(
@@ -37,7 +37,7 @@ def tiny_trainer(default_root_dir: Path | None = None, **kwargs):
         enable_model_summary=False,
         default_root_dir=default_root_dir,
     )
-    return L.Trainer(**{**options, **kwargs})
+    return (trainer_class or L.Trainer)(**{**options, **kwargs})
 
 
 def write_image_folder(root: Path, classes: list[str], per_class: int, shape=(3, 8, 8), seed=0):

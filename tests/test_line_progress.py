@@ -11,19 +11,12 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from common.callbacks import LineProgress
 from common.callbacks.line_progress import format_duration
 from common.trainer import LabTrainer
-from tests.test_threads import TinyModule, loader
+from tests.test_threads import TinyModule, lab_trainer, loader
 
 
 def trainer(tmp_path, **kwargs) -> LabTrainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    return LabTrainer(**{**options, **kwargs})
+    """A tiny LabTrainer whose progress bar is the default one."""
+    return lab_trainer(tmp_path, **{"enable_progress_bar": None, **kwargs})
 
 
 def bars(trainer: LabTrainer) -> list[type]:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from common import threads as threads_module
 from common.threads import ThreadChoice, resolve_threads, usable_cores
 from common.trainer import LabTrainer
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_trainer
 
 SMALL, LARGE = 1e6, 1e12  # floating-point operations per batch
 
@@ -88,20 +88,16 @@ def loader() -> DataLoader:
     return DataLoader(data, batch_size=4)
 
 
+def lab_trainer(tmp_path, **kwargs) -> LabTrainer:
+    """A tiny LabTrainer that runs every batch of :func:`loader`."""
+    return tiny_trainer(
+        tmp_path, LabTrainer, limit_train_batches=None, limit_val_batches=None, **kwargs
+    )
+
+
 def fit(tmp_path, threads="auto", **kwargs) -> tuple[LabTrainer, ThreadsSeen]:
     seen = ThreadsSeen()
-    trainer = LabTrainer(
-        accelerator="cpu",
-        threads=threads,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[seen],
-        **kwargs,
-    )
+    trainer = lab_trainer(tmp_path, threads=threads, callbacks=[seen], **kwargs)
     trainer.fit(TinyModule(), loader(), loader())
     return trainer, seen
 
@@ -139,15 +135,7 @@ class InputGradientModule(TinyModule):
 
 
 def test_a_counted_step_may_take_gradients_inside_it(tmp_path):
-    trainer = LabTrainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = lab_trainer(tmp_path, max_epochs=1, num_sanity_val_steps=0)
     trainer.fit(InputGradientModule(), loader())
     choice = next(c for c in trainer.callbacks if isinstance(c, ThreadChoice))
     assert choice.chosen == 1 and trainer.global_step == 4
@@ -157,9 +145,7 @@ def test_test_counts_its_first_batch_under_inference_mode(tmp_path, monkeypatch,
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads_module, "SMALL_NETWORK_FLOPS", 1)  # any work is large here
-    trainer = LabTrainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
-    )
+    trainer = lab_trainer(tmp_path)
     module = TinyModule()
     module.test_step = module.validation_step
     trainer.test(module, loader())
