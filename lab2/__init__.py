@@ -1,4 +1,4 @@
-"""Lab 2: a character-level GPT trained on Dante's Inferno, sampled in its style, exported to GPT-2."""
+"""Lab 2: a character-level GPT that learns to write like Dante, sampled and shared as GPT-2."""
 
 from common.commands import Command
 

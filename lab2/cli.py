@@ -21,4 +21,6 @@ class LanguageCLI(LabCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min"})
-        parser.link_arguments("data.vocabulary", "model.init_args.vocabulary", apply_on="instantiate")
+        parser.link_arguments(
+            "data.vocabulary", "model.init_args.vocabulary", apply_on="instantiate"
+        )

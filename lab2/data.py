@@ -134,7 +134,7 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        if min(val_fraction, test_fraction) <= 0 or val_fraction + test_fraction >= 1:
             raise TextError(
                 f"val_fraction {val_fraction} and test_fraction {test_fraction} must be > 0 "
                 "and leave text to train on"

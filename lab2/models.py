@@ -29,7 +29,7 @@ class BigramLM(nn.Module):
 
     def __init__(self, vocab_size: int, context: int = 256) -> None:
         super().__init__()
-        self.context = context  # how many characters a caller may feed at once (no limit of its own)
+        self.context = context  # the window callers feed (a bigram has no limit)
         self.table = nn.Embedding(vocab_size, vocab_size)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
@@ -66,7 +66,12 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(seen)
             causal = False
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.dropout if self.training else 0,
         )
         y = y.transpose(1, 2).contiguous().view(batch, length, width)
         return self.resid_dropout(self.c_proj(y)), (k, v)
@@ -183,5 +188,5 @@ class CharGPT(nn.Module):
             past = cache[index] if cache is not None and len(cache) > index else None
             x, present = block(x, past)
             if cache is not None:
-                cache[index:index + 1] = [present]
+                cache[index : index + 1] = [present]
         return self.lm_head(self.transformer.ln_f(x))

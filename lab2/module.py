@@ -150,7 +150,10 @@ class CharLanguageModel(L.LightningModule):
         self.model.eval()
         try:
             ids = generate(
-                self.model, prompt_ids[None].to(self.device), length, generator=generator,
+                self.model,
+                prompt_ids[None].to(self.device),
+                length,
+                generator=generator,
                 **settings,
             )
         finally:
@@ -162,21 +165,29 @@ class CharLanguageModel(L.LightningModule):
             return
         hparams = self.hparams
         text = self.sample(
-            self.sample_ids, hparams.sample_length, hparams.sample_seed,
-            temperature=hparams.sample_temperature, top_k=hparams.sample_top_k,
+            self.sample_ids,
+            hparams.sample_length,
+            hparams.sample_seed,
+            temperature=hparams.sample_temperature,
+            top_k=hparams.sample_top_k,
         )
         if self.trainer.log_dir:
             path = Path(self.trainer.log_dir, "samples", f"step_{self.global_step:06d}.txt")
             write_text_atomic(path, text + "\n")
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, text]])
+                logger.log_text(
+                    "samples", columns=["step", "text"], data=[[self.global_step, text]]
+                )
 
     def configure_optimizers(self):
         hparams = self.hparams
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         groups = [
-            {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": hparams.weight_decay},
+            {
+                "params": [p for p in parameters if p.ndim >= 2],
+                "weight_decay": hparams.weight_decay,
+            },
             {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW(groups, lr=hparams.lr, betas=hparams.betas)
