@@ -23,6 +23,7 @@ env: $(VENV)/.installed
 
 data: env
 	$(PY) -m common.data mnist cifar10 imagenette
+	$(PY) -c 'from lab2.data import DANTE, read_text; read_text(DANTE)'  # Lab 2's text
 
 run: data
 	$(PY) -m lab1 fit --config configs/lab1/residual_mlp_mnist.yaml --ckpt_path last

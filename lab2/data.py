@@ -19,8 +19,6 @@ and test read their part once, as consecutive non-overlapping windows.
 
 from __future__ import annotations
 
-import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +27,7 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch.utils.data import DataLoader
 
-from common.data.sources import DatasetNotFoundError
-from common.paths import ARCHIVES_ENV
+from common.data.sources import DatasetNotFoundError, unpack_archive
 
 #: the course's text: ``make data`` (or ``../shared/data/install data dante``) puts it here
 DANTE = "data/dante/inferno.txt"
@@ -73,7 +70,7 @@ def read_text(path: str | Path) -> str:
     text is unpacked from ``$DLA_DATA_ARCHIVES/dante.tar.gz`` when it is missing."""
     path = Path(path)
     if not path.is_file() and path.parts[-2:] == Path(DANTE).parts[-2:]:
-        _unpack_dante(path.parent.parent)
+        unpack_archive("dante", path.parent.parent)
     if not path.is_file():
         hint = (
             "run `make data` (or ../shared/data/install data dante)"
@@ -92,14 +89,6 @@ def read_text(path: str | Path) -> str:
     if not text.strip():
         raise TextError(f"{path} is empty: give a text to learn from")
     return text
-
-
-def _unpack_dante(data_dir: Path) -> None:
-    archive = Path(os.environ.get(ARCHIVES_ENV, ""), "dante.tar.gz")
-    if os.environ.get(ARCHIVES_ENV) and archive.is_file():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(data_dir, filter="data")
 
 
 def line_cut(text: str, fraction: float) -> int:
