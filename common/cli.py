@@ -336,7 +336,9 @@ def _load_lab(package: str) -> tuple[type[LabCLI], dict[str, Command]]:
     if isinstance(cli_class, str):
         module, name = cli_class.rsplit(".", 1)
         cli_class = getattr(importlib.import_module(module), name)
-    shared = SHARED_COMMANDS if "fit" in cli_class.subcommands() else {}  # sweep: fit + test
+    # the sweep fits and tests classifiers (its tables are of accuracies)
+    classifiers = "fit" in cli_class.subcommands() and cli_class.link_data_to_model
+    shared = SHARED_COMMANDS if classifiers else {}
     return cli_class, {**shared, **getattr(lab, "COMMANDS", {})}
 
 

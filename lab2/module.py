@@ -66,7 +66,10 @@ class CharLanguageModel(L.LightningModule):
         self.vocabulary = Vocabulary(vocabulary)
         self.model = model(len(vocabulary))
         warpers(sample_temperature, sample_top_k, None)  # bad settings fail before training
-        self.sample_ids = self.vocabulary.encode(sample_prompt) if sample_length else None
+        try:
+            self.sample_ids = self.vocabulary.encode(sample_prompt) if sample_length else None
+        except TextError as error:
+            raise TextError(f"sample_prompt: {error}") from None
         stages = ("train", "val", "test")
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
 
@@ -79,17 +82,19 @@ class CharLanguageModel(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         data = self.trainer.datamodule
-        if data is None:
-            return
-        if data.vocabulary != self.vocabulary.characters:
-            raise TextError(
-                f"{data.path} has other characters than the model's vocabulary: give the text "
-                "it was trained on (or fit a new model on this one)"
-            )
-        if data.context > self.context:
+        if data is not None and data.context > self.context:
             raise TextError(
                 f"data.context {data.context} is longer than the model's context "
                 f"{self.context}: lower --data.context"
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # before the weights: the same number of characters would load, and read the text wrong
+        trained_on = checkpoint.get("hyper_parameters", {}).get("vocabulary")
+        if trained_on is not None and trained_on != self.vocabulary.characters:
+            raise TextError(
+                f"the checkpoint was trained on a text of other characters ({trained_on!r}) "
+                f"than this one ({self.vocabulary.characters!r}): give the text it was trained on"
             )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -17,8 +17,8 @@ CONFIGS = sorted(
     p
     for p in (REPO / "configs").rglob("*.yaml")
     if {"trainer", "data"} <= set(yaml.safe_load(p.read_text()))  # overrides: tested with a base
-    and "lab3" not in p.relative_to(REPO / "configs").parts  # not classifiers: tests/test_lab3.py
-)
+    and not {"lab2", "lab3"} & set(p.relative_to(REPO / "configs").parts)  # not classifiers:
+)  # tests/test_lab2.py, tests/test_lab3.py
 SWEEPS = sorted((REPO / "configs").rglob("sweeps/*.yaml"))
 
 
@@ -216,6 +216,11 @@ COMMAND_CONFIGS = {
         "sweep": "lab1/sweeps/mlp_depth.yaml",
         "baseline": "lab1/transfer/svm_baseline.yaml",
         "cam": "lab1/cam/cifar10_resnet20.yaml",
+    },
+    "lab2": {
+        **dict.fromkeys(["fit", "validate", "test"], "lab2/gpt_small.yaml"),
+        "generate": None,
+        "export": None,
     },
     "lab3": {"predict": "lab3/story.yaml", "interactive": None, "app": "lab3/story.yaml"},
     "lab4": {
