@@ -58,8 +58,8 @@ def _network_class(class_path: str, path: str | Path) -> type[nn.Module]:
         found = None
     if not (isinstance(found, type) and issubclass(found, nn.Module)):
         raise CheckpointError(
-            f"checkpoint {path} names a network class {class_path!r} that cannot be imported "
-            "here; install the code it was trained with"
+            f"checkpoint {path} names a network {class_path!r} that is no nn.Module class "
+            "importable here; install the code it was trained with"
         )
     return found
 
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     try:
         warpers(**settings)  # bad settings fail before the checkpoint is read
         network, vocabulary = load_network(cfg.checkpoint)
+        path = Path(cfg.out) if cfg.out else default_output(cfg.checkpoint, cfg.seed)
+        writable_folder(path.parent, "--out")  # before the work, not after
         device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         texts = sample_texts(
             network,
@@ -147,8 +149,6 @@ def main(argv: list[str] | None = None) -> list[str]:
     else:
         output = "".join(f"=== sample {i} ===\n{text}\n" for i, text in enumerate(texts, 1))
     print(output, end="")
-    path = Path(cfg.out) if cfg.out else default_output(cfg.checkpoint, cfg.seed)
-    writable_folder(path.parent, "--out")
     path = write_text_atomic(free_path(path, output), output)
     log.info("%d sample(s) of %d characters → %s", len(texts), cfg.length, path)
     return texts

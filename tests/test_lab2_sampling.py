@@ -196,8 +196,14 @@ def test_generate_refuses_missing_damaged_and_foreign_checkpoints_in_one_line(tm
         state_dict={"model.fc.weight": torch.zeros(10, 4)},
         hyper_parameters={"num_classes": 10},
     )
+    popen = write_checkpoint(
+        tmp_path / "popen.ckpt",
+        network={"class_path": "subprocess.Popen", "init_args": {"args": ["true"]}},
+        hyper_parameters={"vocabulary": "abc"},
+    )
     cases = {
         tmp_path / "missing.ckpt": "does not exist",
+        popen: "is no nn.Module class",
         damaged: "cannot be read",
         lab1: "is not a Lab 2 checkpoint",
     }
