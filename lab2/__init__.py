@@ -15,4 +15,7 @@ COMMANDS = {
         "a checkpoint → a Hugging Face GPT-2 folder (GPT2LMHeadModel + character tokenizer)",
         "lab2.export",
     ),
+    "report": Command(
+        "the study's table, loss curves and samples over fit + test runs", "lab2.report"
+    ),
 }

@@ -25,7 +25,7 @@ from common.checkpoints import CheckpointError, check_network, network_state, re
 from common.commands import command_parser, writable_folder, write_text_atomic
 from lab2.data import TextError, Vocabulary
 from lab2.module import DANTE_PROMPT
-from lab2.sampling import SamplingError, generate, warpers
+from lab2.sampling import SamplingError, sample_texts, warpers
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +79,6 @@ def free_path(path: Path, text: str) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
     return candidate
-
-
-def sample_texts(
-    network: nn.Module,
-    vocabulary: Vocabulary,
-    prompt: str,
-    length: int,
-    seed: int,
-    num_samples: int = 1,
-    device: torch.device | str = "cpu",
-    **settings,
-) -> list[str]:
-    """``num_samples`` texts, each the prompt and ``length`` sampled characters; the same seed
-    gives the same texts (the draws come from a generator seeded on ``device``)."""
-    ids = vocabulary.encode(prompt).to(device).expand(num_samples, -1)
-    generator = torch.Generator(device).manual_seed(seed)
-    tokens = generate(network.to(device), ids, length, generator=generator, **settings)
-    return [vocabulary.decode(row) for row in tokens.cpu()]
 
 
 def main(argv: list[str] | None = None) -> list[str]:

@@ -27,7 +27,7 @@ from torchmetrics import MeanMetric
 from common.commands import write_text_atomic
 from lab2.data import TextError, Vocabulary
 from lab2.models import CharGPT
-from lab2.sampling import generate, warpers
+from lab2.sampling import sample_texts, warpers
 
 #: the prompt of the course's samples
 DANTE_PROMPT = "Nel mezzo del cammin di nostra vita"
@@ -67,7 +67,7 @@ class CharLanguageModel(L.LightningModule):
         self.model = model(len(vocabulary))
         warpers(sample_temperature, sample_top_k, None)  # bad settings fail before training
         try:
-            self.sample_ids = self.vocabulary.encode(sample_prompt) if sample_length else None
+            self.vocabulary.encode(sample_prompt if sample_length else "")
         except TextError as error:
             raise TextError(f"sample_prompt: {error}") from None
         stages = ("train", "val", "test")
@@ -142,37 +142,24 @@ class CharLanguageModel(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
-        if self.sample_ids is not None and not self.trainer.sanity_checking:
+        if self.hparams.sample_length and not self.trainer.sanity_checking:
             self._write_sample()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def sample(self, prompt_ids: torch.Tensor, length: int, seed: int, **settings) -> str:
-        """Prompt + ``length`` sampled characters, drawn with ``seed`` (eval mode)."""
-        generator = torch.Generator(self.device).manual_seed(seed)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            ids = generate(
-                self.model,
-                prompt_ids[None].to(self.device),
-                length,
-                generator=generator,
-                **settings,
-            )
-        finally:
-            self.model.train(was_training)
-        return self.vocabulary.decode(ids[0])
-
     def _write_sample(self) -> None:
         if self.trainer.global_rank != 0:
             return
         hparams = self.hparams
-        text = self.sample(
-            self.sample_ids,
+        self.model.eval()  # Lightning puts it back in training mode for the next epoch
+        (text,) = sample_texts(
+            self.model,
+            self.vocabulary,
+            hparams.sample_prompt,
             hparams.sample_length,
             hparams.sample_seed,
+            device=self.device,
             temperature=hparams.sample_temperature,
             top_k=hparams.sample_top_k,
         )

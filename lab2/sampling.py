@@ -21,6 +21,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from lab2.data import Vocabulary
+
 
 class SamplingError(ValueError):
     """Sampling settings that cannot work: the message says which and why."""
@@ -82,3 +84,21 @@ def generate(
         else:
             logits = model(tokens[:, start:])[:, -1]
     return tokens
+
+
+def sample_texts(
+    network: nn.Module,
+    vocabulary: Vocabulary,
+    prompt: str,
+    length: int,
+    seed: int,
+    num_samples: int = 1,
+    device: torch.device | str = "cpu",
+    **settings,
+) -> list[str]:
+    """``num_samples`` texts, each the prompt and ``length`` sampled characters; the same seed
+    gives the same texts (the draws come from a generator seeded on ``device``)."""
+    ids = vocabulary.encode(prompt).to(device).expand(num_samples, -1)
+    generator = torch.Generator(device).manual_seed(seed)
+    tokens = generate(network.to(device), ids, length, generator=generator, **settings)
+    return [vocabulary.decode(row) for row in tokens.cpu()]

@@ -221,6 +221,7 @@ COMMAND_CONFIGS = {
         **dict.fromkeys(["fit", "validate", "test"], "lab2/gpt_small.yaml"),
         "generate": None,
         "export": None,
+        "report": "lab2/report.yaml",
     },
     "lab3": {"predict": "lab3/story.yaml", "interactive": None, "app": "lab3/story.yaml"},
     "lab4": {

@@ -11,9 +11,10 @@ import torch
 from common.cli import main
 from lab2.data import TextDataModule, TextError, Vocabulary, line_cut
 from lab2.module import warmup_cosine
+from lab2.report import longest_common_substring
 from tests.conftest import REPO
 
-CONFIGS = sorted((REPO / "configs/lab2").glob("*.yaml"))
+CONFIGS = sorted(p for p in (REPO / "configs/lab2").glob("*.yaml") if "trainer:" in p.read_text())
 VERSES = (
     "Nel mezzo del cammin di nostra vita\n  mi ritrovai per una selva oscura\n"
     "  che' la diritta via era smarrita.\n\nAhi quanto a dir qual era e` cosa dura\n"
@@ -200,3 +201,36 @@ def test_a_checkpoint_of_another_text_or_lab_stops_in_one_line(tmp_path, capsys)
         capsys, ["test", *tiny_run(tmp_path / "run", text), f"--ckpt_path={foreign}"]
     )
     assert str(foreign) in message
+
+
+def test_longest_common_substring_matches_a_brute_force_search():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        text = "".join("abc"[i] for i in torch.randint(3, (30,), generator=generator))
+        reference = "".join("abc"[i] for i in torch.randint(3, (60,), generator=generator))
+        found = longest_common_substring(text, reference)
+        longest = max(
+            (text[i:j] for i in range(30) for j in range(i, 31) if text[i:j] in reference),
+            key=len,
+        )
+        assert found in text and found in reference and len(found) == len(longest)
+
+
+def test_report_tables_a_fitted_and_tested_run_with_curves_and_samples(tmp_path, capsys):
+    text = write_text(tmp_path)
+    main("lab2", ["fit", *tiny_run(tmp_path / "run", text, "--trainer.max_epochs=2")])
+    main("lab2", ["test", *tiny_run(tmp_path / "run", text), "--ckpt_path=best"])
+    runs = f'{{"tiny": "{tmp_path / "run"}"}}'
+    output = tmp_path / "results" / "study.md"
+    main("lab2", ["report", f"--runs={runs}", "--length=50", f"--output={output}"])
+    row = output.read_text().splitlines()[2].split(" | ")
+    assert row[0] == "| tiny" and row[3:5] == ["6", "384"]  # 6 steps of 4 x 16 characters
+    tested = float(row[8])
+    assert tested == pytest.approx(
+        float(capsys.readouterr().out.split("test/loss")[1].split()[1]), abs=1e-3
+    )
+    samples = (output.parent / "samples.md").read_text()
+    assert "Nel mezzo del cammin di nostra vita" in samples
+    assert (output.parent / "loss_curves.png").stat().st_size > 0
+    missing = error_line(capsys, ["report", f'--runs={{"x": "{tmp_path / "none"}"}}'])
+    assert "no finished fit" in missing
