@@ -23,8 +23,9 @@ the goal is fit/bare >= 0.95. Each is run ``--repeats`` times, alternating, and 
 (the machine may be shared).
 
 Part B (quality): the recipe for its iterations (wall time W, its own periodic evaluations
-included), then ``fit --config CONFIG`` as configured with ``trainer.max_time`` = W (rounded to
-the second), each scored by :func:`held_out_loss` on its final weights.
+included), then ``fit --config CONFIG`` for the steps that fit in W (:func:`budget_steps`: its
+rate over one epoch, validation included, measured first) with ``trainer.max_time`` = W as a cap,
+each scored by :func:`held_out_loss` on its final weights.
 
     python benchmarks/lab2_nanogpt.py [--part speed|quality|both] [--steps 300] [--warmup 20]
         [--config configs/lab2/gpt_small.yaml] [--threads N] [--recipe_iters 2000] [--out FILE]
@@ -325,6 +326,17 @@ def speed(args: argparse.Namespace, recipe: NanoGPTRecipe, options: list[str]) -
     )
 
 
+def budget_steps(options: list[str], seconds: float, margin: float = 0.95) -> int:
+    """The steps of the configured fit that end within ``seconds``: its rate over one epoch
+    (validation and sample included) × ``margin``. The fit then runs with that ``max_steps``, so
+    its learning-rate schedule ends with the budget (``max_time`` alone would stop it mid-way,
+    at a high learning rate); ``max_time`` still caps it."""
+    clock = TrainingClock()
+    cli = fit([*options, "--trainer.max_epochs=1", "--trainer.max_steps=-1"], clock)
+    rate = clock.batches / (clock.train_end - clock.start)
+    return max(1, math.floor(margin * seconds * rate * cli.trainer.world_size))
+
+
 def quality(args: argparse.Namespace, recipe: NanoGPTRecipe, options: list[str]) -> str:
     """Part B: the markdown table of the recipe and ``fit`` trained for the same wall time."""
     with tempfile.TemporaryDirectory() as run_dir, warnings.catch_warnings():
@@ -337,9 +349,14 @@ def quality(args: argparse.Namespace, recipe: NanoGPTRecipe, options: list[str])
     loop = RecipeLoop(recipe.network(len(data.vocabulary)), recipe, data.splits)
     wall = loop.run()
     seconds = max(1, round(wall))
+    steps = budget_steps(options, wall)
     clock = TrainingClock()
     max_time = f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    cli = fit([*options, f"--trainer.max_time={max_time}"], clock)
+    cli = fit(
+        [*options, f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
+         f"--trainer.max_time={max_time}"],
+        clock,
+    )  # fmt: skip
     fit_wall = clock.train_end - clock.start
     network = cli.model.model
     precision = cli.trainer.precision
@@ -347,8 +364,8 @@ def quality(args: argparse.Namespace, recipe: NanoGPTRecipe, options: list[str])
         (f"nanoGPT recipe, bare loop (32-true, {recipe_threads} threads)", loop.network,
          recipe.max_iters + 1, wall, (recipe.max_iters + 1) * recipe.tokens_per_step),
         (f"`python -m lab2 fit --config {args.config}` ({precision}, "
-         f"{torch.get_num_threads()} threads, max_time {seconds} s)", network, clock.batches,
-         fit_wall, clock.tokens),
+         f"{torch.get_num_threads()} threads, max_steps {steps}, max_time {seconds} s)",
+         network, clock.batches, fit_wall, clock.tokens),
     ]  # fmt: skip
     lines = []
     for name, model, steps, seconds_taken, tokens in rows:
