@@ -149,10 +149,10 @@ class CharLanguageModel(L.LightningModule):
         self._log_epoch("test")
 
     def _write_sample(self) -> None:
+        log_dir = self.trainer.log_dir  # on every process: a collective call under DDP
         if self.trainer.global_rank != 0:
             return
         hparams = self.hparams
-        self.model.eval()  # Lightning puts it back in training mode for the next epoch
         (text,) = sample_texts(
             self.model,
             self.vocabulary,
@@ -163,8 +163,8 @@ class CharLanguageModel(L.LightningModule):
             temperature=hparams.sample_temperature,
             top_k=hparams.sample_top_k,
         )
-        if self.trainer.log_dir:
-            path = Path(self.trainer.log_dir, "samples", f"step_{self.global_step:06d}.txt")
+        if log_dir:
+            path = Path(log_dir, "samples", f"step_{self.global_step:06d}.txt")
             write_text_atomic(path, text + "\n")
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):

@@ -1,6 +1,8 @@
 """The DataModule under DDP: two CPU processes each see their own half of the data."""
 
 import json
+from functools import partial
+from pathlib import Path
 
 import lightning as L
 
@@ -51,3 +53,55 @@ def test_ddp_shards_the_training_set_between_two_processes(tmp_path):
     everything = data.splits["train"].images.flatten(1).sum(1).long().tolist()
     assert len(rank0) == len(rank1) == 32
     assert sorted(rank0 + rank1) == sorted(everything)
+
+
+class RecordWindows(L.Callback):
+    """Appends, per rank, every training window it saw to ``<out_dir>/rank<N>.json``."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        inputs, _ = batch
+        path = Path(self.out_dir, f"rank{trainer.global_rank}.json")
+        seen = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps(seen + inputs.tolist()))
+
+
+def test_lab2_fits_on_two_processes_with_one_sample_per_validation(tmp_path):
+    """Lab 2 under DDP: the ranks draw different windows, and the sample of each validation
+    (written by rank 0 only, after a collective ``log_dir``) is written once."""
+    from lab2.data import TextDataModule
+    from lab2.models import CharGPT
+    from lab2.module import CharLanguageModel
+
+    text = tmp_path / "verses.txt"
+    text.write_text(
+        "Nel mezzo del cammin di nostra vita\n  mi ritrovai per una selva oscura\n" * 40
+    )
+    data = TextDataModule(str(text), context=8, batch_size=4, batches_per_epoch=4)
+
+    model = CharLanguageModel(
+        data.vocabulary,
+        partial(CharGPT, context=8, layers=1, heads=1, width=8),
+        sample_length=5,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=2,
+        callbacks=[RecordWindows(str(tmp_path))],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert len(rank0) == len(rank1) == 2 * 2 * 4  # 2 epochs x 2 of the 4 batches x 4 windows
+    assert rank0 != rank1
+    samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert samples == ["step_000002.txt", "step_000004.txt"]
