@@ -11,7 +11,7 @@ import torch
 from common.cli import main
 from lab2.data import TextDataModule, TextError, Vocabulary, line_cut
 from lab2.module import warmup_cosine
-from lab2.report import longest_common_substring
+from lab2.report import Verses, longest_common_substring
 from tests.conftest import REPO
 
 CONFIGS = sorted(p for p in (REPO / "configs/lab2").glob("*.yaml") if "trainer:" in p.read_text())
@@ -216,6 +216,15 @@ def test_longest_common_substring_matches_a_brute_force_search():
         assert found in text and found in reference and len(found) == len(longest)
 
 
+def test_verses_measures_line_length_and_terza_rima():
+    terza_rima = "vita\noscura\nsmarrita.\n\ndura\nforte\npaura!\n\nmorte;\ntrovai,\nscorte.\n"
+    verses = Verses.of(terza_rima)
+    assert verses.mean_length == pytest.approx(sum(map(len, terza_rima.split())) / 9)
+    # pairs (n, n + 2): ta-ta, ra-ra, ta-te, ra-ra, te-te, ra-ai, te-te → 5 of 7
+    assert verses.rhyme_share == pytest.approx(5 / 7)
+    assert Verses.of("uno\ndue\ntre\nquattro\n").rhyme_share == 0
+
+
 def test_report_tables_a_fitted_and_tested_run_with_curves_and_samples(tmp_path, capsys):
     text = write_text(tmp_path)
     main("lab2", ["fit", *tiny_run(tmp_path / "run", text, "--trainer.max_epochs=2")])
@@ -232,5 +241,6 @@ def test_report_tables_a_fitted_and_tested_run_with_curves_and_samples(tmp_path,
     samples = (output.parent / "samples.md").read_text()
     assert "Nel mezzo del cammin di nostra vita" in samples
     assert (output.parent / "loss_curves.png").stat().st_size > 0
+    assert "The held-out text itself" in output.read_text()
     missing = error_line(capsys, ["report", f'--runs={{"x": "{tmp_path / "none"}"}}'])
     assert "no finished fit" in missing
