@@ -27,6 +27,7 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch.utils.data import DataLoader
 
+from common.data.datamodule import batch_generator
 from common.data.sources import DatasetNotFoundError, unpack_archive
 
 #: the course's text: ``make data`` (or ``../shared/data/install data dante``) puts it here
@@ -201,12 +202,7 @@ class TextDataModule(L.LightningDataModule):
         ids = self._on_device.get(device)
         if ids is None:
             ids = self._on_device[device] = self.splits["train"].to(device)
-        trainer = self.trainer
-        batches_seen = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer else 0
-        rank = trainer.global_rank if trainer else 0
-        generator = torch.Generator(device).manual_seed(
-            hash((self.seed, rank, batches_seen)) % 2**62
-        )
+        generator = batch_generator(self.seed, self.trainer, device)
         starts = torch.randint(
             len(ids) - self.context, (self.batch_size, 1), generator=generator, device=device
         )

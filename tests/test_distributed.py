@@ -9,6 +9,20 @@ import lightning as L
 from common.classifier import ImageClassifier
 from common.data import FakeDataModule
 from lab1.models import MLP
+from tests.conftest import tiny_trainer
+
+
+def two_processes(tmp_path: Path, callback: L.Callback, max_epochs: int) -> L.Trainer:
+    """A Trainer of two spawned CPU processes (gloo), no logger, checkpoints or bars."""
+    return tiny_trainer(
+        tmp_path,
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=max_epochs,
+        callbacks=[callback],
+        limit_train_batches=None,
+        limit_val_batches=None,
+    )
 
 
 class RecordTargets(L.Callback):
@@ -35,17 +49,7 @@ def test_ddp_shards_the_training_set_between_two_processes(tmp_path):
     model = ImageClassifier(
         MLP((1, 8, 8), 3, width=8, depth=2), num_classes=3, normalization=((0.5,), (0.29,))
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=1,
-        callbacks=[RecordTargets(str(tmp_path))],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = two_processes(tmp_path, RecordTargets(str(tmp_path)), max_epochs=1)
     trainer.fit(model, data)
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -86,18 +90,7 @@ def test_lab2_fits_on_two_processes_with_one_sample_per_validation(tmp_path):
         partial(CharGPT, context=8, layers=1, heads=1, width=8),
         sample_length=5,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=2,
-        callbacks=[RecordWindows(str(tmp_path))],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = two_processes(tmp_path, RecordWindows(str(tmp_path)), max_epochs=2)
     trainer.fit(model, data)
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())

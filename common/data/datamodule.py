@@ -76,6 +76,14 @@ class EpochSeededSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
+def batch_generator(seed: int, trainer: L.Trainer | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` for the random draws of a training batch, seeded by (seed, rank,
+    batches seen): a resumed run draws what it would have drawn, DDP ranks draw differently."""
+    batches_seen = trainer.fit_loop.epoch_loop.batch_progress.total.ready if trainer else 0
+    rank = trainer.global_rank if trainer else 0
+    return torch.Generator(device).manual_seed(hash((seed, rank, batches_seen)) % 2**62)
+
+
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate for :meth:`TensorImageDataset.__getitems__`, which already returns a batch."""
     return batch
@@ -239,9 +247,5 @@ class ImageDataModule(L.LightningDataModule):
         images, targets = batch
         images = images.float().div_(255)
         if self.augment.active and self.trainer is not None and self.trainer.training:
-            # seeded by (seed, rank, batch count): identical after resuming, distinct per rank
-            batches_seen = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
-            seed = hash((self.seed, self.trainer.global_rank, batches_seen)) % 2**62
-            generator = torch.Generator(images.device).manual_seed(seed)
-            images = self.augment(images, generator)
+            images = self.augment(images, batch_generator(self.seed, self.trainer, images.device))
         return images, targets
