@@ -5,8 +5,8 @@ download): BLIP base captioning (``BlipConfig()``'s defaults are that model: ViT
 BERT-base-sized decoder, 30,524 tokens) and TinyStories-33M (GPT-Neo, hidden 768, 4 layers,
 16 heads, global/local attention with window 256, 50,257 tokens), with word-level tokenizers of
 the same vocabulary sizes. Saves them with ``save_pretrained``, loads them through
-``lab3.captioner.Captioner`` / ``lab3.story.StoryWriter`` (``from_pretrained``), then times
-caption → story for the same images and seed (sampling on, the configs' settings):
+``lab3.story.captioner.Captioner`` / ``lab3.story.writer.StoryWriter`` (``from_pretrained``),
+then times caption → story for the same images and seed (sampling on, the configs' settings):
 
   (1) one batched pass over ``--images`` images, and (2) one image at a time,
 
@@ -41,10 +41,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from lab3.captioner import Captioner
-from lab3.generator import ImageStoryGenerator
-from lab3.inputs import ImageInput
-from lab3.story import StoryWriter
+from lab3.story.captioner import Captioner
+from lab3.story.generator import ImageStoryGenerator
+from lab3.story.inputs import ImageInput
+from lab3.story.writer import StoryWriter
 
 PROMPT_WORDS = ["This", "is", "a", "story", "about", "One", "day,"]
 

@@ -1,8 +1,8 @@
 """Lab 3: image → caption → story on transformers: Python API, predict, interactive, app."""
 
 from common.commands import Command
-from lab3.generator import ImageStoryGenerator, StoryResult
-from lab3.inputs import ImageInputError
+from lab3.story.generator import ImageStoryGenerator, StoryResult
+from lab3.story.inputs import ImageInputError
 
 #: the LightningCLI class of ``python -m lab3`` (``predict`` only), imported when the CLI runs
 CLI = "lab3.cli.StoryCLI"
@@ -10,9 +10,9 @@ CLI = "lab3.cli.StoryCLI"
 #: commands of ``python -m lab3`` besides ``predict`` and ``sweep``
 COMMANDS = {
     "interactive": Command(
-        "ask for an image and a length, print its story, repeat", "lab3.interactive"
+        "ask for an image and a length, print its story, repeat", "lab3.story.interactive"
     ),
-    "app": Command("a web page: an image in, its caption and story out (Gradio)", "lab3.app"),
+    "app": Command("a web page: an image in, its caption and story out (Gradio)", "lab3.story.app"),
 }
 
 __all__ = ["CLI", "COMMANDS", "ImageInputError", "ImageStoryGenerator", "StoryResult"]

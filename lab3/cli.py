@@ -16,7 +16,7 @@ from types import FrameType
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from common.cli import LabCLI
-from lab3.report import StoryReport
+from lab3.story.report import StoryReport
 
 
 class StoryCLI(LabCLI):
@@ -24,7 +24,9 @@ class StoryCLI(LabCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {"predict": LabCLI.subcommands()["predict"]}
+        return {
+            name: LabCLI.subcommands()[name] for name in ("fit", "validate", "test", "predict")
+        }
 
     def predict(self, **kwargs) -> None:
         """``trainer.predict`` that SIGTERM ends (LightningCLI calls this method if it exists)."""

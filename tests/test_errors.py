@@ -27,7 +27,7 @@ ATTACK_SWEEP = REPO / "configs/lab4/attacks/fgsm_sweep.yaml"
 APP_CONFIGS = {"lab3": REPO / "configs/lab3/story.yaml", "lab4": REPO / "configs/lab4/app.yaml"}
 #: what each app calls to load its models (patched to fail: checks must come before it)
 APP_LOADERS = {
-    "lab3": ["lab3.captioner.load_pretrained", "lab3.story.load_pretrained"],
+    "lab3": ["lab3.story.captioner.load_pretrained", "lab3.story.writer.load_pretrained"],
     "lab4": ["lab4.app.start_run"],
 }
 FAKE_MNIST = [

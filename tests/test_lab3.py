@@ -30,8 +30,8 @@ from transformers import (
 
 from common.cli import main
 from lab3 import ImageInputError, ImageStoryGenerator
-from lab3.captioner import Captioner
-from lab3.story import StoryWriter, trim_to_sentence
+from lab3.story.captioner import Captioner
+from lab3.story.writer import StoryWriter, trim_to_sentence
 from tests.conftest import REPO
 from tests.test_lab3_inputs import Handler, image_server
 

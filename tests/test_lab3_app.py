@@ -13,8 +13,8 @@ from PIL import Image
 
 from common.app import INSTALL_HINT, serve
 from common.cli import main
-from lab3.app import NO_IMAGE, build_app, example_images
-from lab3.inputs import ImageInputError
+from lab3.story.app import NO_IMAGE, build_app, example_images
+from lab3.story.inputs import ImageInputError
 from tests.browser import browser, free_port, page  # noqa: F401
 from tests.conftest import REPO
 from tests.test_lab3 import LENGTHS, PROMPT, generator, tiny_models  # noqa: F401
@@ -130,7 +130,7 @@ def test_example_images_spread_over_the_folder(examples, tmp_path):
 
 def test_main_serves_the_config_model_block(tiny_models, examples, monkeypatch):  # noqa: F811
     served = {}
-    monkeypatch.setattr("lab3.app.serve", lambda demo, host, port: served.update(locals()))
+    monkeypatch.setattr("lab3.story.app.serve", lambda demo, host, port: served.update(locals()))
     args = [
         f"--model.captioner.model={tiny_models['blip']}",
         f"--model.writer.model={tiny_models['neo']}",
@@ -149,7 +149,7 @@ def test_main_serves_the_config_model_block(tiny_models, examples, monkeypatch):
 
 def test_main_without_gradio_says_how_to_install_before_loading_models(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)
-    for module in ("lab3.captioner", "lab3.story"):
+    for module in ("lab3.story.captioner", "lab3.story.writer"):
         monkeypatch.setattr(f"{module}.load_pretrained", lambda *_, **__: pytest.fail("loaded"))
     with pytest.raises(SystemExit) as done:
         main("lab3", ["app"])

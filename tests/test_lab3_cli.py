@@ -18,11 +18,11 @@ import yaml
 from huggingface_hub import constants
 
 from common.cli import main
-from lab3 import hub
-from lab3.captioner import Captioner
 from lab3.cli import StoryCLI
-from lab3.hub import ModelNotAvailableError, load_pretrained
-from lab3.story import StoryWriter
+from lab3.story import hub
+from lab3.story.captioner import Captioner
+from lab3.story.hub import ModelNotAvailableError, load_pretrained
+from lab3.story.writer import StoryWriter
 from tests.conftest import REPO
 
 MISSING = "nobody-here/no-such-model-lab3"
@@ -66,7 +66,7 @@ def test_predict_is_the_only_lightning_subcommand(capsys):
         "--model.init_args.length=-5",
         "--model.init_args.captioner.init_args.max_new_tokens=0",
         "--model.init_args.writer.init_args.lengths={short: 0, long: 9}",
-        "--trainer.callbacks=[{class_path: lab3.report.StoryReport, "
+        "--trainer.callbacks=[{class_path: lab3.story.report.StoryReport, "
         "init_args: {thumbnail_size: 0}}]",
     ],
 )

@@ -15,8 +15,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from lab3.data import ImageSources
-from lab3.inputs import (
+from lab3.story.data import ImageSources
+from lab3.story.inputs import (
     ImageInputError,
     download,
     expand_sources,
@@ -24,8 +24,8 @@ from lab3.inputs import (
     read_input,
     read_inputs,
 )
-from lab3.sampling import PaddedRepetitionPenalty, SeededGumbelNoise, sampling_processors
-from lab3.story import trim_to_sentence
+from lab3.story.sampling import PaddedRepetitionPenalty, SeededGumbelNoise, sampling_processors
+from lab3.story.writer import trim_to_sentence
 
 
 def png_bytes(size=(12, 8), color=(200, 30, 30)) -> bytes:

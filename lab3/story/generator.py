@@ -16,9 +16,9 @@ from pathlib import Path
 from PIL import Image
 from torch import nn
 
-from lab3.captioner import Captioner
-from lab3.inputs import ImageInput, expand_sources, load_image, read_inputs
-from lab3.story import StoryWriter
+from lab3.story.captioner import Captioner
+from lab3.story.inputs import ImageInput, expand_sources, load_image, read_inputs
+from lab3.story.writer import StoryWriter
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ImageStoryGenerator(nn.Module):
     """A captioner and a story writer (defaults: their hub models); move it with ``.to(device)``.
 
     The same image, settings and seed give the same story on the same kind of device, alone or in
-    a batch of any size (see :mod:`lab3.story` for what exactly is guaranteed). ``seed=None``
+    a batch of any size (see :mod:`lab3.story.writer` for what exactly is guaranteed). ``seed=None``
     draws a seed and reports it in the result, so any story can be written again.
 
     Args:
@@ -67,7 +67,7 @@ class ImageStoryGenerator(nn.Module):
     def generate(
         self, image: str | Path | Image.Image, length: str | int = "medium", seed: int | None = None
     ) -> StoryResult:
-        """One story; a bad image raises :class:`~lab3.inputs.ImageInputError` naming it."""
+        """One story; a bad image raises :class:`~lab3.story.inputs.ImageInputError` naming it."""
         self.writer.max_new_tokens(length)  # a bad length fails before any download
         if isinstance(image, Image.Image):
             item = ImageInput("<PIL image>", image.convert("RGB"), None)

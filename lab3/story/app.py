@@ -23,12 +23,12 @@ from PIL import Image
 
 from common.app import add_server_arguments, check_address, import_gradio, serve, user_error
 from common.commands import command_parser
-from lab3.generator import ImageStoryGenerator
-from lab3.inputs import IMAGE_SUFFIXES
-from lab3.module import StoryModule
+from lab3.story.generator import ImageStoryGenerator
+from lab3.story.inputs import IMAGE_SUFFIXES
+from lab3.story.module import StoryModule
 
 #: the model block the app reads when no ``--config`` is given
-STORY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lab3" / "story.yaml"
+STORY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lab3" / "story.yaml"
 NO_IMAGE = "error: give an image (upload, webcam or URL)"
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from lab3.hub import load_pretrained
+from lab3.story.hub import load_pretrained
 
 
 class Captioner(nn.Module):
@@ -21,8 +21,8 @@ class Captioner(nn.Module):
             ``"a picture of"``); removed from the returned caption so it reads well in a prompt.
         max_new_tokens: longest caption, in tokens.
 
-    Raises :class:`~lab3.hub.ModelNotAvailableError` (one line, within seconds) when ``model`` is
-    neither a folder nor cached and the hub cannot be reached.
+    Raises :class:`~lab3.story.hub.ModelNotAvailableError` (one line, within seconds) when
+    ``model`` is neither a folder nor cached and the hub cannot be reached.
 
         Captioner("Salesforce/blip-image-captioning-base")([Image.open("bear.jpg")])
         # ["a brown bear sitting in the grass"]

@@ -6,7 +6,7 @@ import lightning as L
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch.utils.data import DataLoader, Dataset
 
-from lab3.inputs import ImageInput, expand_sources, read_input, read_inputs
+from lab3.story.inputs import ImageInput, expand_sources, read_input, read_inputs
 
 
 class ImageSources(Dataset):
@@ -28,7 +28,7 @@ class ImageSources(Dataset):
 
 
 class StoryDataModule(L.LightningDataModule):
-    """Batches of :class:`~lab3.inputs.ImageInput` (PIL images: the processor makes tensors).
+    """Batches of :class:`~lab3.story.inputs.ImageInput` (PIL images: the processor makes tensors).
 
     Args:
         images: a file, a folder (its image files, recursively, sorted), a URL, or a list of them.

@@ -1,7 +1,7 @@
 """``StoryModule``: the LightningModule of ``python -m lab3 predict`` (caption → story per batch).
 
 Precision and device come from the Trainer (``bf16-mixed`` autocasts ``predict_step``); the
-writing of results is the :class:`~lab3.report.StoryReport` callback's.
+writing of results is the :class:`~lab3.story.report.StoryReport` callback's.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import lightning as L
 from jsonargparse.typing import PositiveInt
 
-from lab3.captioner import Captioner
-from lab3.generator import ImageStoryGenerator, StoryResult
-from lab3.inputs import ImageInput
-from lab3.story import PresetName, StoryWriter
+from lab3.story.captioner import Captioner
+from lab3.story.generator import ImageStoryGenerator, StoryResult
+from lab3.story.inputs import ImageInput
+from lab3.story.writer import PresetName, StoryWriter
 
 
 class StoryModule(L.LightningModule):

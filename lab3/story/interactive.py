@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 
 from common.commands import command_parser
-from lab3.captioner import Captioner
-from lab3.generator import ImageStoryGenerator
-from lab3.story import StoryWriter
+from lab3.story.captioner import Captioner
+from lab3.story.generator import ImageStoryGenerator
+from lab3.story.writer import StoryWriter
 
 QUIT = {"", "q", "quit", "exit"}
 

@@ -15,8 +15,8 @@ import lightning as L
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lab3.generator import StoryResult
-from lab3.inputs import ImageInput
+from lab3.story.generator import StoryResult
+from lab3.story.inputs import ImageInput
 
 
 class StoryReport(BasePredictionWriter):

@@ -1,7 +1,7 @@
 """The story writer: a caption in a prompt template, continued by any HuggingFace causal LM.
 
 Generation is batched with left padding. With ``do_sample`` each story is drawn with its own
-seeded stream and the repetition penalty skips each row's padding (:mod:`lab3.sampling`), so a
+seeded stream and the repetition penalty skips each row's padding (:mod:`lab3.story.sampling`), so a
 story depends on its caption, the settings and its seed only — not on the batch it is in (up to
 floating-point differences between padded and unpadded matrix products, which can flip a
 near-tie). ``do_sample=False`` is greedy decoding.
@@ -19,8 +19,8 @@ from jsonargparse.typing import PositiveInt, restricted_string_type
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
-from lab3.hub import load_pretrained
-from lab3.sampling import PaddedRepetitionPenalty, sampling_processors
+from lab3.story.hub import load_pretrained
+from lab3.story.sampling import PaddedRepetitionPenalty, sampling_processors
 
 #: a length preset's name; it starts with a letter, so that "0" is no name (nor a token count)
 PresetName = restricted_string_type("PresetName", r"^[A-Za-z_][\w-]*$")
@@ -47,8 +47,8 @@ class StoryWriter(nn.Module):
         repetition_penalty: CTRL's penalty (Keskar et al. 2019) on tokens already in the text.
         do_sample: sample (seeded per story) or decode greedily.
 
-    Raises :class:`~lab3.hub.ModelNotAvailableError` (one line, within seconds) when ``model`` or
-    ``tokenizer`` is neither a folder nor cached and the hub cannot be reached.
+    Raises :class:`~lab3.story.hub.ModelNotAvailableError` (one line, within seconds) when
+    ``model`` or ``tokenizer`` is neither a folder nor cached and the hub cannot be reached.
     """
 
     def __init__(
@@ -108,7 +108,7 @@ class StoryWriter(nn.Module):
             processors += sampling_processors(self.temperature, self.top_p, seeds)
         output = self.model.generate(
             **inputs,
-            do_sample=False,  # the sampling is the argmax over noisy scores, see lab3.sampling
+            do_sample=False,  # sampling is the argmax over noisy scores, see lab3.story.sampling
             max_new_tokens=self.max_new_tokens(length),
             logits_processor=processors,
             pad_token_id=self.tokenizer.pad_token_id,
