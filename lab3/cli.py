@@ -24,9 +24,7 @@ class StoryCLI(LabCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {
-            name: LabCLI.subcommands()[name] for name in ("fit", "validate", "test", "predict")
-        }
+        return {"predict": LabCLI.subcommands()["predict"]}
 
     def predict(self, **kwargs) -> None:
         """``trainer.predict`` that SIGTERM ends (LightningCLI calls this method if it exists)."""
