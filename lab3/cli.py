@@ -24,7 +24,9 @@ class StoryCLI(LabCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {"predict": LabCLI.subcommands()["predict"]}
+        return {
+            name: LabCLI.subcommands()[name] for name in ("fit", "validate", "test", "predict")
+        }
 
     def predict(self, **kwargs) -> None:
         """``trainer.predict`` that SIGTERM ends (LightningCLI calls this method if it exists)."""
