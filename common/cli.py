@@ -190,6 +190,7 @@ class LabCLI(LightningCLI):
                 config["ckpt_path"] = _resolve_checkpoint(dirpath, config["ckpt_path"], subcommand)
             if config.get("ckpt_path"):
                 checkpoint = read_checkpoint(config["ckpt_path"])
+                _check_model_class(config["ckpt_path"], checkpoint, config)
                 shapes = {key: value.shape for key, value in network_state(checkpoint).items()}
                 self.checkpoint_network = (config["ckpt_path"], shapes)
                 self.replaced_hyperparameters = _replaced_hyperparameters(config, checkpoint)
@@ -266,6 +267,18 @@ def _stop_if_finished(path: str, checkpoint: dict, trainer: dict) -> None:
         file=sys.stderr,
     )
     raise SystemExit(0)
+
+
+def _check_model_class(path: str, checkpoint: dict, config) -> None:
+    """A checkpoint of another model class than the config's stops here: LightningCLI would
+    quietly build the checkpoint's class instead (e.g. test a DQN with a PPO config)."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    configured = (config.get("model") or {}).get("class_path")
+    if saved and configured and saved != configured:
+        raise CheckpointError(
+            f"checkpoint {path} is of {saved}, the config's model is {configured}: pass a "
+            "checkpoint of this config's model, or the config it was trained with"
+        )
 
 
 def _replaced_hyperparameters(config, checkpoint: dict) -> tuple[str, ...]:

@@ -1,11 +1,14 @@
-"""Lab 3: image → caption → story on transformers: Python API, predict, interactive, app."""
+"""Lab 3: image → caption → story (predict, interactive, app), and RL agents (fit, validate, test).
+
+The story edition is ``lab3.story``, the reinforcement-learning one ``lab3.rl``.
+"""
 
 from common.commands import Command
 from lab3.story.generator import ImageStoryGenerator, StoryResult
 from lab3.story.inputs import ImageInputError
 
-#: the LightningCLI class of ``python -m lab3`` (``predict`` only), imported when the CLI runs
-CLI = "lab3.cli.StoryCLI"
+#: the LightningCLI class of ``python -m lab3``, imported when the CLI runs
+CLI = "lab3.cli.Lab3CLI"
 
 #: commands of ``python -m lab3`` besides ``predict`` and ``sweep``
 COMMANDS = {

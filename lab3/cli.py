@@ -1,9 +1,11 @@
-"""``StoryCLI``: ``python -m lab3 predict``, the project's LightningCLI for Lab 3.
+"""``Lab3CLI``: ``python -m lab3 fit|validate|test|predict``, the project's LightningCLI for Lab 3.
 
-Only ``predict`` (there is nothing to fit, validate or test) and no classifier links (Lab 3 has
-no classes). After a run it prints where the stories are and how many inputs failed; when none
-could be read it exits with an error. SIGTERM stops it (Lightning's own handler only notes the
-signal, for the training loops to stop at the end of a batch; its predict loop never looks).
+Both editions share it: ``fit``, ``validate`` and ``test`` train and play the RL agents
+(``configs/lab3/rl/``), ``predict`` writes stories (``configs/lab3/story.yaml``). No classifier
+links (Lab 3 has no classes). After ``predict`` it prints where the stories are and how many
+inputs failed; when none could be read it exits with an error. SIGTERM stops it (Lightning's own
+handler only notes the signal, for the training loops to stop at the end of a batch; its predict
+loop never looks).
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ from common.cli import LabCLI
 from lab3.story.report import StoryReport
 
 
-class StoryCLI(LabCLI):
+class Lab3CLI(LabCLI):
     link_data_to_model = False
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {
-            name: LabCLI.subcommands()[name] for name in ("fit", "validate", "test", "predict")
-        }
+        return {name: LabCLI.subcommands()[name] for name in ("fit", "validate", "test", "predict")}
 
     def predict(self, **kwargs) -> None:
         """``trainer.predict`` that SIGTERM ends (LightningCLI calls this method if it exists)."""

@@ -223,7 +223,12 @@ COMMAND_CONFIGS = {
         "export": None,
         "report": "lab2/report.yaml",
     },
-    "lab3": {"predict": "lab3/story.yaml", "interactive": None, "app": "lab3/story.yaml"},
+    "lab3": {
+        **dict.fromkeys(["fit", "validate", "test"], "lab3/rl/ppo_cartpole.yaml"),
+        "predict": "lab3/story.yaml",
+        "interactive": None,
+        "app": "lab3/story.yaml",
+    },
     "lab4": {
         **dict.fromkeys(["fit", "validate", "test", "predict"], "lab4/cnn_cifar10.yaml"),
         "sweep": None,  # no Lab 4 sweep config: the option list is printed instead

@@ -18,7 +18,7 @@ import yaml
 from huggingface_hub import constants
 
 from common.cli import main
-from lab3.cli import StoryCLI
+from lab3.cli import Lab3CLI
 from lab3.story import hub
 from lab3.story.captioner import Captioner
 from lab3.story.hub import ModelNotAvailableError, load_pretrained
@@ -44,15 +44,14 @@ def test_the_python_api_imports_no_lightning_and_leaves_matplotlib_alone():
     assert done.returncode == 0, done.stderr
 
 
-def test_predict_is_the_only_lightning_subcommand(capsys):
-    assert list(StoryCLI.subcommands()) == ["predict"]
+def test_one_help_lists_the_story_and_the_rl_commands(capsys):
+    assert list(Lab3CLI.subcommands()) == ["fit", "validate", "test", "predict"]
     main("lab3", ["--help"])
     commands = capsys.readouterr().out.split("commands:")[1].split("\n\n")[0]
     names = [line.split()[0] for line in commands.strip().splitlines()]
-    assert "predict" in names and "interactive" in names
-    assert not {"fit", "validate", "test"} & set(names)
-    with pytest.raises(SystemExit, match="unknown command 'fit'"):
-        main("lab3", ["fit", f"--config={REPO / 'configs/lab3/story.yaml'}"])
+    assert {"fit", "validate", "test", "predict", "interactive", "app"} == set(names)
+    with pytest.raises(SystemExit, match="unknown command 'sweep'"):  # no classifier here
+        main("lab3", ["sweep", f"--config={REPO / 'configs/lab3/story.yaml'}"])
 
 
 @pytest.mark.parametrize(
@@ -73,7 +72,7 @@ def test_predict_is_the_only_lightning_subcommand(capsys):
 def test_non_positive_sizes_are_rejected_when_parsing(option, tmp_path):
     args = [f"--config={REPO / 'configs/lab3/story.yaml'}", f"--data.images={tmp_path}", option]
     with pytest.raises(ArgumentError, match="PositiveInt|NonNegative|PositiveFloat"):
-        StoryCLI(args=args, run=False)  # parsing only: nothing is loaded
+        Lab3CLI(args=args, run=False)  # parsing only: nothing is loaded
 
 
 def test_interactive_prints_its_config_and_rejects_bad_values(tmp_path, capsys):

@@ -66,7 +66,9 @@ class DQN(Agent):
         return h.exploration_initial + progress * (h.exploration_final - h.exploration_initial)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.learning_rate)
+        return torch.optim.Adam(
+            self.q_network.parameters(), lr=self.hparams.learning_rate, fused=True
+        )
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

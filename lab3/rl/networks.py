@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Categorical
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -53,8 +52,10 @@ class ActorCritic(nn.Module):
                 nn.init.orthogonal_(layer.weight, gain)
                 nn.init.zeros_(layer.bias)
 
-    def policy(self, observations: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.actor(observations))
+    def log_policy(self, observations: torch.Tensor) -> torch.Tensor:
+        """``log π(·|s)`` for every action (no ``torch.distributions``: its checks cost more
+        than these tiny networks)."""
+        return self.actor(observations).log_softmax(dim=-1)
 
     def value(self, observations: torch.Tensor) -> torch.Tensor:
         return self.critic(observations).squeeze(-1)

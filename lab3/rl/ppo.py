@@ -51,7 +51,9 @@ class PPO(Agent):
         return self.network.greedy(observations)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.network.parameters(), lr=self.hparams.learning_rate, eps=1e-5)
+        return torch.optim.Adam(
+            self.network.parameters(), lr=self.hparams.learning_rate, eps=1e-5, fused=True
+        )
 
     @torch.no_grad()
     def collect_rollout(self) -> dict[str, torch.Tensor]:
@@ -61,10 +63,10 @@ class PPO(Agent):
         steps: list[dict[str, torch.Tensor]] = []
         for _ in range(h.rollout_steps):
             observations = self.observations
-            policy = self.network.policy(observations)
-            actions = torch.multinomial(policy.probs, 1, generator=self.generator).squeeze(1)
-            transition = self.step_envs(actions)
-            transition["log_probs"] = policy.log_prob(actions)
+            log_policy = self.network.log_policy(observations)
+            actions = torch.multinomial(log_policy.exp(), 1, generator=self.generator)
+            transition = self.step_envs(actions.squeeze(1))
+            transition["log_probs"] = log_policy.gather(1, actions).squeeze(1)
             transition["values"] = self.network.value(observations)
             steps.append(transition)
         rollout = {key: torch.stack([s[key] for s in steps]) for key in steps[0]}
@@ -95,8 +97,8 @@ class PPO(Agent):
             order = torch.randperm(size, generator=self.generator, device=self.device)
             for indices in order.split(h.minibatch_size):
                 minibatch = {key: value[indices] for key, value in flat.items()}
-                policy = self.network.policy(minibatch["observations"])
-                log_probs = policy.log_prob(minibatch["actions"])
+                log_policy = self.network.log_policy(minibatch["observations"])
+                log_probs = log_policy.gather(1, minibatch["actions"][:, None]).squeeze(1)
                 advantages = minibatch["advantages"]
                 if h.normalize_advantages and len(indices) > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -110,7 +112,7 @@ class PPO(Agent):
                     h.clip,
                     h.value_clip,
                 )
-                entropy = policy.entropy().mean()
+                entropy = -(log_policy.exp() * log_policy).sum(dim=-1).mean()
                 loss = policy_loss + h.value_coef * value_loss - h.entropy_coef * entropy
                 optimizer.zero_grad()
                 self.manual_backward(loss)
