@@ -1,4 +1,4 @@
-"""Lab 3 (RL): this project's DQN and PPO against Stable-Baselines3 with the RL Zoo's hyperparameters.
+"""Lab 3 (RL): this project's DQN and PPO against Stable-Baselines3 with the RL Zoo's settings.
 
     pip install -e '.[rl-benchmark]'      # stable-baselines3: this script's alone
     python benchmarks/lab3_rl.py --jobs 2 # every pair x seeds 0 1 2, then the report
@@ -6,16 +6,18 @@
 
 Parts, each run saved as JSON under ``--runs`` (a finished run is not run again):
 
-- ``ours``: ``python -m lab3 fit`` then ``test --ckpt_path best`` with ``configs/lab3/rl/<pair>.yaml``
-  and ``--seed_everything <seed>``: the eval curve (``eval/return_mean`` against env steps and
-  training seconds) and the 100-episode test of the best checkpoint;
+- ``ours``: ``python -m lab3 fit``, then ``test --ckpt_path best``, with
+  ``configs/lab3/rl/<pair>.yaml`` and ``--seed_everything <seed>``: the eval curve
+  (``eval/return_mean`` against env steps and training seconds) and the 100-episode test of the
+  best checkpoint;
 - ``sb3``: Stable-Baselines3 with the RL Zoo's hyperparameters for that algorithm and env
   (``ZOO``, from rl-baselines3-zoo's hyperparams/{dqn,ppo}.yml), evaluated exactly as ours (the
   same ``play_episodes``: the same seeded episodes, greedy actions, every ``env_steps_per_epoch``
   of our config); it stops at the first evaluation that reaches the goal (to save CPU time) or at
   the Zoo's budget, and its test plays 100 episodes with the policy it stopped with;
-- ``speed``: env steps per second of our ``fit`` against a bare PyTorch loop of the same
-  algorithm, hyperparameters and building blocks (``bare_dqn``, ``bare_ppo``), evaluations off.
+- ``speed``: env steps per second of our ``fit`` (a Trainer with its progress bar, evaluations
+  off) against a bare PyTorch loop of the same algorithm, hyperparameters and building blocks
+  (``bare_dqn``, ``bare_ppo``), over the same env steps, the median of 3 alternating runs.
 
 *Env steps to solve* is the env-step count of the first evaluation whose mean return reaches
 the goal (CartPole-v1 475, LunarLander-v3 200); its wall time counts training only (not the
@@ -41,7 +43,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lab3.rl.agent import EVAL_SEED  # noqa: E402
+from lab3.rl.agent import EVAL_SEED, TEST_SEED  # noqa: E402
 from lab3.rl.environments import play_episodes  # noqa: E402
 
 GOALS = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}
@@ -164,9 +166,270 @@ def run_sb3(pair: str, seed: int) -> dict:
 
     evaluate = Evaluate()
     model.learn(total_timesteps=budget, callback=evaluate)
-    returns = play_episodes(greedy, env_id, TEST_EPISODES, EVAL_SEED)
+    returns = play_episodes(greedy, env_id, TEST_EPISODES, TEST_SEED)
     return {"curve": evaluate.curve, "test_mean": float(returns.mean()),
             "test_std": float(returns.std()), "budget": budget}  # fmt: skip
+
+
+# -- speed: Lightning fit against a bare loop -------------------------------------------------
+#: epochs of each config timed by ``measure_speed`` (a few seconds to a minute each)
+SPEED_EPOCHS = {"dqn_cartpole": 4, "ppo_cartpole": 5, "ppo_lunarlander": 2, "dqn_lunarlander": 2}
+
+
+def build_agent(pair: str, seed: int):
+    import lightning as L
+
+    from lab3.rl.dqn import DQN
+    from lab3.rl.ppo import PPO
+
+    L.seed_everything(seed, verbose=False)
+    init_args = config_of(pair)["model"]["init_args"]
+    return (PPO if pair.startswith("ppo") else DQN)(**init_args)
+
+
+def lightning_fit(pair: str, seed: int = 0) -> tuple[int, float]:
+    """Env steps and seconds of ``trainer.fit`` (progress bar on, evaluations off)."""
+    from common.trainer import LabTrainer
+
+    agent = build_agent(pair, seed)
+    trainer = LabTrainer(
+        max_epochs=SPEED_EPOCHS[pair], accelerator="cpu", devices=1, threads=1, logger=False,
+        precision=config_of(pair)["trainer"]["precision"],
+        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+    )  # fmt: skip
+    started = time.perf_counter()
+    trainer.fit(agent)
+    return agent.env_steps, time.perf_counter() - started
+
+
+def bare_ppo(agent, env_steps: int) -> float:
+    """PPO written as a plain loop over the agent's network, envs and loss functions."""
+    from lab3.rl.environments import make_vector_env, next_observations
+    from lab3.rl.losses import generalized_advantages, ppo_losses
+
+    h, network = agent.hparams, agent.network
+    envs = make_vector_env(h.env_id, h.num_envs)
+    optimizer = torch.optim.Adam(network.parameters(), lr=h.learning_rate, eps=1e-5, fused=True)
+    generator = torch.Generator().manual_seed(0)
+    started, done_steps = time.perf_counter(), 0
+    observations = torch.as_tensor(envs.reset(seed=0)[0])
+    while done_steps < env_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = h.learning_rate * (1.0 - done_steps / env_steps)
+        keys = ("observations", "actions", "log_probs", "values", "rewards", "next", "terminated",
+                "done")  # fmt: skip
+        rollout: dict[str, list] = {key: [] for key in keys}
+        with torch.no_grad():
+            for _ in range(h.rollout_steps):
+                log_policy = network.log_policy(observations)
+                actions = torch.multinomial(log_policy.exp(), 1, generator=generator)
+                new, rewards, terminated, truncated, info = envs.step(actions.squeeze(1).numpy())
+                done = terminated | truncated
+                step = (observations, actions.squeeze(1), log_policy.gather(1, actions).squeeze(1),
+                        network.value(observations), torch.as_tensor(rewards, dtype=torch.float32),
+                        torch.as_tensor(next_observations(new, done, info)),
+                        torch.as_tensor(terminated), torch.as_tensor(done))  # fmt: skip
+                for key, value in zip(keys, step, strict=True):
+                    rollout[key].append(value)
+                observations = torch.as_tensor(new)
+            batch = {key: torch.stack(values) for key, values in rollout.items()}
+            advantages = generalized_advantages(
+                batch["rewards"], batch["values"], network.value(batch["next"]),
+                batch["terminated"], batch["done"], h.gamma, h.gae_lambda,
+            )  # fmt: skip
+            batch["advantages"], batch["returns"] = advantages, advantages + batch["values"]
+        flat = {key: value.flatten(0, 1) for key, value in batch.items()}
+        for _ in range(h.update_epochs):
+            for indices in torch.randperm(len(flat["actions"]), generator=generator).split(
+                h.minibatch_size
+            ):
+                mb = {key: value[indices] for key, value in flat.items()}
+                log_policy = network.log_policy(mb["observations"])
+                log_probs = log_policy.gather(1, mb["actions"][:, None]).squeeze(1)
+                adv = (mb["advantages"] - mb["advantages"].mean()) / (mb["advantages"].std() + 1e-8)
+                policy_loss, value_loss = ppo_losses(
+                    log_probs, mb["log_probs"], adv, network.value(mb["observations"]),
+                    mb["values"], mb["returns"], h.clip, h.value_clip,
+                )  # fmt: skip
+                entropy = -(log_policy.exp() * log_policy).sum(-1).mean()
+                loss = policy_loss + h.value_coef * value_loss - h.entropy_coef * entropy
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(network.parameters(), h.max_grad_norm)
+                optimizer.step()
+        done_steps += h.rollout_steps * h.num_envs
+    envs.close()
+    return time.perf_counter() - started
+
+
+def bare_dqn(agent, env_steps: int) -> float:
+    """DQN written as a plain loop over the agent's networks, buffer, envs and loss functions."""
+    from lab3.rl.environments import make_vector_env, next_observations
+    from lab3.rl.losses import dqn_targets, td_loss
+
+    h, online, target = agent.hparams, agent.q_network, agent.target_network
+    envs = make_vector_env(h.env_id, h.num_envs)
+    optimizer = torch.optim.Adam(online.parameters(), lr=h.learning_rate, fused=True)
+    generator = torch.Generator().manual_seed(0)
+    buffer, updates, done_steps = agent.buffer, 0, 0
+    started = time.perf_counter()
+    observations = torch.as_tensor(envs.reset(seed=0)[0])
+    while done_steps < env_steps:
+        for _ in range(h.train_frequency):
+            progress = min(1.0, done_steps / h.exploration_steps)
+            epsilon = h.exploration_initial + progress * (
+                h.exploration_final - h.exploration_initial
+            )
+            with torch.no_grad():
+                greedy = online(observations).argmax(-1)
+            explore = torch.rand(h.num_envs, generator=generator) < epsilon
+            random = torch.randint(agent.action_count, (h.num_envs,), generator=generator)
+            actions = torch.where(explore, random, greedy)
+            new, rewards, terminated, truncated, info = envs.step(actions.numpy())
+            buffer.add(observations=observations, actions=actions,
+                       rewards=torch.as_tensor(rewards, dtype=torch.float32),
+                       next_observations=torch.as_tensor(
+                           next_observations(new, terminated | truncated, info)),
+                       terminated=torch.as_tensor(terminated))  # fmt: skip
+            observations = torch.as_tensor(new)
+            done_steps += h.num_envs
+        if done_steps < h.learning_starts:
+            continue
+        for _ in range(h.gradient_steps):
+            sample = buffer.sample(h.batch_size, generator)
+            targets = dqn_targets(sample["rewards"], sample["next_observations"],
+                                  sample["terminated"], target, h.gamma,
+                                  online if h.double_dqn else None)  # fmt: skip
+            predicted = online(sample["observations"]).gather(1, sample["actions"][:, None])
+            loss = td_loss(predicted.squeeze(1), targets, h.loss)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(online.parameters(), h.max_grad_norm)
+            optimizer.step()
+            updates += 1
+            if updates % h.target_update_interval == 0:
+                with torch.no_grad():
+                    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                        t.lerp_(o, h.tau)
+    envs.close()
+    return time.perf_counter() - started
+
+
+def measure_speed(pair: str, runs: Path, repeats: int = 3) -> dict:
+    """Median env steps/s of ``fit`` and of the bare loop, alternating, on one thread."""
+    torch.set_num_threads(1)
+    fit_rates, bare_rates = [], []
+    for _ in range(repeats):
+        steps, seconds = lightning_fit(pair)
+        fit_rates.append(steps / seconds)
+        agent = build_agent(pair, 0)
+        bare = bare_ppo if pair.startswith("ppo") else bare_dqn
+        bare_rates.append(steps / bare(agent, steps))
+    record = {"pair": pair, "env_steps": steps, "fit": float(np.median(fit_rates)),
+              "bare": float(np.median(bare_rates)), "cpu": cpu_description()}  # fmt: skip
+    record["ratio"] = record["fit"] / record["bare"]
+    path = runs / "speed" / f"{pair}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    print(f"{pair}: fit {record['fit']:.0f} env steps/s, bare {record['bare']:.0f}, "
+          f"ratio {record['ratio']:.3f}", flush=True)  # fmt: skip
+    return record
+
+
+# -- report ----------------------------------------------------------------------------------
+def load_runs(runs: Path, part: str, pair: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((runs / part).glob(f"{pair}_seed*.json"))]
+
+
+def summary_row(name: str, records: list[dict], goal: float) -> str:
+    """``| name | solved | env steps to solve | seconds to solve | test return | env steps/s |``"""
+    solves = [first_solve(r["curve"], goal) for r in records]
+    solved = [s for s in solves if s is not None]
+    tests = [r["test_mean"] for r in records]
+    rates = [r["curve"][-1]["env_steps"] / r["curve"][-1]["seconds"] for r in records]
+
+    def mean_std(values: list[float], digits: int = 0) -> str:
+        return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}" if values else "–"
+
+    per_seed = ", ".join(f"{s['env_steps']:,}" if s else "not solved" for s in solves)
+    return (
+        f"| {name} | {len(solved)}/{len(records)} | {mean_std([s['env_steps'] for s in solved])} "
+        f"({per_seed}) | {mean_std([s['seconds'] for s in solved], 1)} | "
+        f"{mean_std(tests, 1)} ({', '.join(f'{t:.1f}' for t in tests)}) | "
+        f"{mean_std(rates)} |"
+    )
+
+
+def plot_pair(pair: str, ours: list[dict], sb3: list[dict], goal: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    length = min(len(r["curve"]) for r in ours)
+    returns = np.array([[p["return_mean"] for p in r["curve"][:length]] for r in ours])
+    steps = np.array([p["env_steps"] for p in ours[0]["curve"][:length]])
+    seconds = np.array([[p["seconds"] for p in r["curve"][:length]] for r in ours]).mean(0)
+    mean, std = returns.mean(0), returns.std(0)
+    for axis, x, label in ((axes[0], steps, "env steps"), (axes[1], seconds, "training seconds")):
+        axis.plot(x, mean, color="C0", label=f"dla-labs (mean ± std, {len(ours)} seeds)")
+        axis.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25)
+        for index, record in enumerate(sb3):
+            key = "env_steps" if label == "env steps" else "seconds"
+            curve = record["curve"]
+            axis.plot([p[key] for p in curve], [p["return_mean"] for p in curve],
+                      color="C1", alpha=0.7, lw=1,
+                      label="Stable-Baselines3, RL Zoo (each seed; stops when solved)"
+                      if index == 0 else None)  # fmt: skip
+        axis.axhline(goal, color="grey", ls="--", lw=1)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("evaluation return (greedy)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle(f"{pair}: {ours[0]['cpu']}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def report(runs: Path, out: Path, pairs: list[str]) -> None:
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Lab 3 (RL): dla-labs against Stable-Baselines3", "",
+        "Made by `python benchmarks/lab3_rl.py` (see its docstring for the protocol).", "",
+    ]  # fmt: skip
+    for pair in pairs:
+        ours, sb3 = load_runs(runs, "ours", pair), load_runs(runs, "sb3", pair)
+        if not ours:
+            continue
+        env_id = config_of(pair)["model"]["init_args"]["env_id"]
+        goal = GOALS[env_id]
+        lines += [
+            f"## {pair} ({env_id}, goal {goal:.0f})", "", f"CPU: {ours[0]['cpu']}", "",
+            "| run | solved | env steps to solve (per seed) | training s to solve | test return "
+            "(100 episodes; per seed) | env steps/s |", "|---|---|---|---|---|---|",
+            summary_row(f"dla-labs `configs/lab3/rl/{pair}.yaml`", ours, goal),
+        ]  # fmt: skip
+        if sb3:
+            lines.append(summary_row("Stable-Baselines3, RL Zoo", sb3, goal))
+        plot_pair(pair, ours, sb3, goal, out / f"{pair}.png")
+        lines += ["", f"![{pair}]({pair}.png)", ""]
+        if ours[0].get("gif"):
+            shutil.copy(ours[0]["gif"], out / f"{pair}.gif")
+            lines += [f"![one test episode]({pair}.gif)", ""]
+        speed = runs / "speed" / f"{pair}.json"
+        if speed.exists():
+            record = json.loads(speed.read_text())
+            lines += [
+                f"Speed ({record['env_steps']:,} env steps, evaluations off, median of 3): "
+                f"`fit` {record['fit']:,.0f} env steps/s, bare PyTorch loop "
+                f"{record['bare']:,.0f}: ratio **{record['ratio']:.3f}** ({record['cpu']}).", ""
+            ]  # fmt: skip
+    (out / "README.md").write_text("\n".join(lines))
+    print(f"report: {out / 'README.md'}")
 
 
 # -- driver ----------------------------------------------------------------------------------
@@ -205,7 +468,7 @@ def main() -> None:
         jobs = [(part, pair, seed) for part in args.parts if part != "speed"
                 for pair in args.pairs for seed in args.seeds]  # fmt: skip
         with ProcessPoolExecutor(args.jobs) as pool:
-            for path in pool.map(run_one, *zip(*jobs), [args.runs] * len(jobs)):
+            for path in pool.map(run_one, *zip(*jobs, strict=True), [args.runs] * len(jobs)):
                 print("done:", path.relative_to(REPO), flush=True)
         if "speed" in args.parts:
             for pair in args.pairs:

@@ -1,4 +1,4 @@
-"""Deep Q-learning (Mnih et al. 2015) as a LightningModule, Double DQN (van Hasselt 2016) an option."""
+"""Deep Q-learning (Mnih et al. 2015) as a LightningModule; Double DQN (van Hasselt 2016) too."""
 
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ class DQN(Agent):
         exploration_steps: int = 10_000,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)  # saves this class's arguments too
         if not 0 < tau <= 1:
             raise ValueError(f"tau must be in (0, 1] (1: hard target updates; got {tau})")
         self.q_network = QNetwork(self.observation_size, self.action_count, hidden)
@@ -66,9 +65,7 @@ class DQN(Agent):
         return h.exploration_initial + progress * (h.exploration_final - h.exploration_initial)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.q_network.parameters(), lr=self.hparams.learning_rate, fused=True
-        )
+        return self.adam(self.q_network.parameters())
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -45,7 +45,7 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
         package = "box2d" if "box2d" in str(error).lower() else "classic-control"
         raise EnvironmentConfigError(
             f"{env_id} needs gymnasium's {package} extra: pip install 'gymnasium[{package}]' "
-            "(or pip install -e '.[rl]' in this project)"
+            "(in this project: pip install -e '.[rl]')"
         ) from None
 
 

@@ -11,12 +11,12 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from lab3.rl.agent import EVAL_SEED, Agent
+from lab3.rl.agent import TEST_SEED, Agent
 from lab3.rl.environments import episode_frames
 
 
 class EpisodeGIF(Callback):
-    """Renders the first test episode (seed ``EVAL_SEED``) into ``<log_dir>/episode.gif``.
+    """Renders the first test episode (seed ``TEST_SEED``) into ``<log_dir>/episode.gif``.
 
     Frames are kept every ``frame_step`` env steps and shrunk to ``width`` pixels, so a 500-step
     CartPole episode stays a few hundred kilobytes; it plays at the env's speed.
@@ -29,7 +29,7 @@ class EpisodeGIF(Callback):
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: Agent) -> None:
         env_id = pl_module.hparams.env_id
-        frames = episode_frames(pl_module.greedy, env_id, EVAL_SEED, pl_module.device)
+        frames = episode_frames(pl_module.greedy, env_id, TEST_SEED, pl_module.device)
         path = Path(trainer.log_dir or trainer.default_root_dir) / "episode.gif"
         fps = 50 / self.frame_step  # classic control and Box2D render at 50 fps
         save_gif(frames[:: self.frame_step], path, self.width, fps)

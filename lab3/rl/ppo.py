@@ -39,8 +39,7 @@ class PPO(Agent):
         max_grad_norm: float = 0.5,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)  # saves this class's arguments too
         self.network = ActorCritic(self.observation_size, self.action_count, hidden)
 
     @property
@@ -51,9 +50,7 @@ class PPO(Agent):
         return self.network.greedy(observations)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.network.parameters(), lr=self.hparams.learning_rate, eps=1e-5, fused=True
-        )
+        return self.adam(self.network.parameters(), eps=1e-5)
 
     @torch.no_grad()
     def collect_rollout(self) -> dict[str, torch.Tensor]:
