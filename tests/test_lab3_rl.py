@@ -3,6 +3,7 @@ buffer, exact resume and determinism of ``fit``, every RL config smoke-run, and 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -183,6 +184,41 @@ def test_same_seed_same_agent_and_a_resumed_fit_is_the_uninterrupted_one(config,
     if config.startswith("dqn"):
         for name, tensor in whole["agent"]["replay"]["storage"].items():
             assert torch.equal(tensor, resumed["agent"]["replay"]["storage"][name]), name
+
+
+class Fingerprint(L.Callback):
+    """Writes, per rank, the sum of the agent's weights and its env steps after the fit."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = sum(p.double().sum().item() for p in pl_module.parameters())
+        record = {"weights": total, "env_steps": pl_module.env_steps}
+        Path(f"{self.out_dir}/rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+def test_under_ddp_two_processes_share_the_env_steps_and_keep_one_agent(tmp_path):
+    """Each process plays its own seeded envs (half of an epoch's iterations), and the
+    averaged gradients keep the two copies of the network equal."""
+    from lab3.rl.ppo import PPO
+    from tests.conftest import tiny_trainer
+
+    agent = PPO(
+        env_id="CartPole-v1", num_envs=2, env_steps_per_epoch=128, eval_episodes=2,
+        rollout_steps=16, minibatch_size=16, hidden=(16,),
+    )  # fmt: skip
+    trainer = tiny_trainer(
+        tmp_path, devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=None,
+        limit_val_batches=None, callbacks=[Fingerprint(str(tmp_path))],
+    )  # fmt: skip
+    trainer.fit(agent)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["env_steps"] == rank1["env_steps"] == 64
+    assert rank0["weights"] == rank1["weights"]
+    alone = PPO(**{**agent.hparams, "env_steps_per_epoch": 64})
+    tiny_trainer(tmp_path / "alone", max_epochs=1, limit_train_batches=None).fit(alone)
+    assert sum(p.double().sum().item() for p in alone.parameters()) != rank0["weights"]
 
 
 # -- every config, end to end ------------------------------------------------------------------

@@ -4,7 +4,8 @@ How the Lightning loop maps onto reinforcement learning:
 
 - one **training step** is one iteration of the algorithm: a PPO rollout and its update epochs,
   or DQN's ``train_frequency`` vector-env steps and its ``gradient_steps`` updates;
-- one **epoch** is ``env_steps_per_epoch`` env steps (rounded down to whole iterations); at its
+- one **epoch** is ``env_steps_per_epoch`` env steps (rounded down to whole iterations; under
+  DDP the processes share them, each on its own envs, their gradients averaged); at its
   start the envs and the action-sampling generator are re-seeded from (``seed_everything``,
   epoch, rank), so an epoch is a function of the weights, the optimizer and the replay buffer
   alone — which a checkpoint (written at epoch ends) holds: a resumed fit is exactly the

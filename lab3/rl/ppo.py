@@ -130,9 +130,10 @@ class PPO(Agent):
         )
 
     def budget(self) -> int:
-        """The fit's env steps on this process: ``max_epochs`` epochs of whole iterations."""
+        """The fit's env steps on this process: ``max_epochs`` epochs of this process's
+        iterations (under DDP each process plays its share of an epoch's)."""
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
             raise ValueError("anneal_lr needs trainer.max_epochs (the env-step budget)")
-        per_epoch = self.iterations_per_epoch * self.hparams.num_envs * self.hparams.rollout_steps
-        return max_epochs * per_epoch
+        iterations = self.trainer.num_training_batches
+        return max_epochs * iterations * self.hparams.num_envs * self.hparams.rollout_steps
