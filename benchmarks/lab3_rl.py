@@ -49,6 +49,8 @@ from lab3.rl.environments import play_episodes  # noqa: E402
 GOALS = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}
 PAIRS = ("dqn_cartpole", "ppo_cartpole", "ppo_lunarlander", "dqn_lunarlander")
 TEST_EPISODES = 100
+#: the pairs whose runs take longest (started first, so that parallel jobs end together)
+LONGEST = ("ppo_lunarlander", "dqn_lunarlander")
 
 
 def linear(start: float):
@@ -467,9 +469,10 @@ def main() -> None:
     if not args.report:
         jobs = [(part, pair, seed) for part in args.parts if part != "speed"
                 for pair in args.pairs for seed in args.seeds]  # fmt: skip
+        jobs.sort(key=lambda job: (job[1] not in LONGEST, job[0] != "sb3"))  # the longest first
         with ProcessPoolExecutor(args.jobs) as pool:
             for path in pool.map(run_one, *zip(*jobs, strict=True), [args.runs] * len(jobs)):
-                print("done:", path.relative_to(REPO), flush=True)
+                print("done:", path, flush=True)
         if "speed" in args.parts:
             for pair in args.pairs:
                 measure_speed(pair, args.runs)
