@@ -88,9 +88,7 @@ class DQN(Agent):
     def training_step(self, batch: int, batch_idx: int) -> None:
         h = self.hparams
         for _ in range(h.train_frequency):
-            transition = self.step_envs(self.act(self.observations))
-            transition.pop("done")
-            self.buffer.add(**transition)
+            self.buffer.add(**self.step_envs(self.act(self.observations)))
         metrics: dict[str, torch.Tensor | float] = {"train/epsilon": self.epsilon()}
         if self.env_steps >= h.learning_starts:
             optimizer = self.optimizers()

@@ -33,7 +33,8 @@ class ReplayBuffer:
         return self.size
 
     def add(self, **transitions: torch.Tensor) -> None:
-        """Append a batch (``observations=[n, d]``, ``actions=[n]``, …; one per ``FIELDS``)."""
+        """Append a batch (``observations=[n, d]``, ``actions=[n]``, …: the ``FIELDS``; other
+        keywords are ignored)."""
         count = len(transitions["actions"])
         slots = (self.position + torch.arange(count)) % self.capacity
         for name in FIELDS:
