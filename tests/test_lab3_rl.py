@@ -186,6 +186,34 @@ def test_same_seed_same_agent_and_a_resumed_fit_is_the_uninterrupted_one(config,
             assert torch.equal(tensor, resumed["agent"]["replay"]["storage"][name]), name
 
 
+class CountBackwardHooks(L.Callback):
+    """Listens to the backward hooks (so the agent must take Lightning's path) and writes how
+    many it heard."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.calls = Path(path), 0
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.calls += 1
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.write_text(str(self.calls))
+
+
+@pytest.mark.parametrize("config", ["dqn_cartpole.yaml", "ppo_cartpole.yaml"])
+def test_the_plain_backward_is_lightnings_computation(config, tmp_path):
+    plain = fit(tmp_path / "plain", config)
+    heard = tmp_path / "heard.txt"
+    listener = (
+        "--trainer.callbacks+={class_path: tests.test_lab3_rl.CountBackwardHooks, "
+        f"init_args: {{path: {heard}}}}}"
+    )
+    hooked = fit(tmp_path / "hooked", config, listener)
+    assert int(heard.read_text()) == hooked["global_step"] > 0  # every backward was heard
+    for key, tensor in plain["state_dict"].items():
+        assert torch.equal(tensor, hooked["state_dict"][key]), key
+
+
 class Fingerprint(L.Callback):
     """Writes, per rank, the sum of the agent's weights and its env steps after the fit."""
 

@@ -105,11 +105,7 @@ class DQN(Agent):
                 q_values = self.q_network(sample["observations"])
                 predicted = q_values.gather(1, sample["actions"][:, None]).squeeze(1)
                 loss = td_loss(predicted, targets, h.loss)
-                optimizer.zero_grad()
-                self.manual_backward(loss)
-                if h.max_grad_norm is not None:
-                    self.clip_gradients(optimizer, h.max_grad_norm, "norm")
-                optimizer.step()
+                self.gradient_step(optimizer, loss, h.max_grad_norm)
                 self.updates += 1
                 if self.updates % h.target_update_interval == 0:
                     self.update_target()

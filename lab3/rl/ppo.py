@@ -111,10 +111,7 @@ class PPO(Agent):
                 )
                 entropy = -(log_policy.exp() * log_policy).sum(dim=-1).mean()
                 loss = policy_loss + h.value_coef * value_loss - h.entropy_coef * entropy
-                optimizer.zero_grad()
-                self.manual_backward(loss)
-                self.clip_gradients(optimizer, h.max_grad_norm, "norm")
-                optimizer.step()
+                self.gradient_step(optimizer, loss, h.max_grad_norm)
                 with torch.no_grad():
                     ratio_change = (log_probs - minibatch["log_probs"]).exp().sub(1).abs()
                     clip_fractions.append((ratio_change > h.clip).float().mean())
