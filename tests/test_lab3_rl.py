@@ -144,6 +144,21 @@ def test_replay_buffer_keeps_the_last_transitions_and_samples_them_uniformly():
     assert all(torch.equal(again[key], first[key]) for key in first)
 
 
+def test_async_vector_envs_step_like_sync_ones():
+    """``vectorization: async`` (a process per env) plays the same seeded episodes."""
+    from lab3.rl.environments import make_vector_env
+
+    observations = {}
+    for mode in ("sync", "async"):
+        envs = make_vector_env("CartPole-v1", 2, mode)
+        first, _ = envs.reset(seed=3)
+        stepped = envs.step([0, 1])[0]
+        envs.close()
+        observations[mode] = (first, stepped)
+    for sync, asynchronous in zip(observations["sync"], observations["async"], strict=True):
+        assert (sync == asynchronous).all()
+
+
 # -- fit: determinism, exact resume -----------------------------------------------------------
 class StopAfterFirstEpoch(L.Callback):
     """An interruption after the first epoch's checkpoint, as a killed run would leave it."""
