@@ -44,6 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common.run_logs import fit_sessions, last_in, newest_rows, read_csv  # noqa: E402
 from lab3.rl.agent import EVAL_SEED, TEST_SEED  # noqa: E402
 from lab3.rl.environments import play_episodes  # noqa: E402
 
@@ -103,25 +104,26 @@ def run_ours(pair: str, seed: int, runs: Path) -> dict:
     python = [sys.executable, "-m", "lab3"]
     started = time.perf_counter()
     subprocess.run([*python, "fit", *common, "--overwrite", "true"], cwd=REPO, env=env, check=True)
-    fit_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     subprocess.run([*python, "test", *common, "--ckpt_path", "best"], cwd=REPO, env=env, check=True)
-    import pandas as pd
-
-    metrics = [pd.read_csv(f) for f in sorted(run_dir.glob("version_*/metrics.csv"))]
-    fit = next(m for m in metrics if "eval/return_mean" in m)
-    test = next(m for m in metrics[::-1] if "test/return_mean" in m)
-    evals = fit.dropna(subset=["eval/return_mean"])
+    evaluations = [
+        row
+        for session in fit_sessions(run_dir)
+        for row in read_csv(session / "metrics.csv")
+        if row.get("eval/return_mean")
+    ]
     curve = [
-        {"env_steps": int(row["time/env_steps"]), "seconds": float(row["time/train_seconds"]),
+        {"env_steps": int(float(row["time/env_steps"])),
+         "seconds": float(row["time/train_seconds"]),
          "return_mean": float(row["eval/return_mean"])}
-        for _, row in evals.iterrows()
+        for row in evaluations
     ]  # fmt: skip
-    test_row = test.dropna(subset=["test/return_mean"]).iloc[-1]
+    test = newest_rows(run_dir, "test/return_mean")
     return {
         "curve": curve,
-        "test_mean": float(test_row["test/return_mean"]),
-        "test_std": float(test_row["test/return_std"]),
-        "fit_seconds": fit_seconds,
+        "test_mean": last_in(test, "test/return_mean"),
+        "test_std": last_in(test, "test/return_std"),
+        "fit_seconds": seconds,
         "gif": str(next(iter(sorted(run_dir.glob("version_*/episode.gif"))), "")),
     }
 
@@ -219,6 +221,7 @@ def bare_ppo(agent, env_steps: int) -> float:
     """PPO written as a plain loop over the agent's network, envs and loss functions."""
     from lab3.rl.environments import make_vector_env, next_observations
     from lab3.rl.losses import generalized_advantages, ppo_losses
+    from lab3.rl.ppo import MINIBATCH_KEYS
 
     h, network = agent.hparams, agent.network
     envs = make_vector_env(h.env_id, h.num_envs)
@@ -251,7 +254,7 @@ def bare_ppo(agent, env_steps: int) -> float:
                 batch["terminated"], batch["done"], h.gamma, h.gae_lambda,
             )  # fmt: skip
             batch["advantages"], batch["returns"] = advantages, advantages + batch["values"]
-        flat = {key: value.flatten(0, 1) for key, value in batch.items()}
+        flat = {key: batch[key].flatten(0, 1) for key in MINIBATCH_KEYS}
         for _ in range(h.update_epochs):
             for indices in torch.randperm(len(flat["actions"]), generator=generator).split(
                 h.minibatch_size

@@ -50,7 +50,6 @@ class DQN(Agent):
         self.q_network = QNetwork(self.observation_size, self.action_count, hidden)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.buffer = ReplayBuffer(buffer_size, self.observation_size)
-        self.updates = 0
 
     @property
     def vector_steps_per_iteration(self) -> int:
@@ -106,8 +105,7 @@ class DQN(Agent):
                 predicted = q_values.gather(1, sample["actions"][:, None]).squeeze(1)
                 loss = td_loss(predicted, targets, h.loss)
                 self.gradient_step(optimizer, loss, h.max_grad_norm)
-                self.updates += 1
-                if self.updates % h.target_update_interval == 0:
+                if self.global_step % h.target_update_interval == 0:  # optimizer steps so far
                     self.update_target()
             self.check_finite(loss.detach())
             metrics.update({"train/loss": loss.detach(), "train/q": predicted.detach().mean()})
@@ -123,10 +121,8 @@ class DQN(Agent):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["agent"]["updates"] = self.updates
         checkpoint["agent"]["replay"] = self.buffer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.updates = checkpoint["agent"]["updates"]
         self.buffer.load_state_dict(checkpoint["agent"]["replay"])

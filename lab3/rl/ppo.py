@@ -10,6 +10,9 @@ from lab3.rl.agent import Agent
 from lab3.rl.losses import generalized_advantages, ppo_losses
 from lab3.rl.networks import ActorCritic
 
+#: what the updates read of a rollout (its other tensors served the advantages)
+MINIBATCH_KEYS = ("observations", "actions", "log_probs", "values", "advantages", "returns")
+
 
 class PPO(Agent):
     """Rollouts of ``rollout_steps`` steps of every env, then ``update_epochs`` passes of
@@ -87,7 +90,7 @@ class PPO(Agent):
             for group in optimizer.param_groups:
                 group["lr"] = h.learning_rate * (1.0 - self.env_steps / self.budget())
         rollout = self.collect_rollout()
-        flat = {key: value.flatten(0, 1) for key, value in rollout.items()}
+        flat = {key: rollout[key].flatten(0, 1) for key in MINIBATCH_KEYS}
         size = len(flat["actions"])
         clip_fractions = []
         for _ in range(h.update_epochs):
